@@ -1,0 +1,1 @@
+"""neural_synth: neural image synthesis in JAX."""

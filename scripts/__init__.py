@@ -1,0 +1,1 @@
+"""Command-line entry points (absl). Each parses flags and calls one library function."""
