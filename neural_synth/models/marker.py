@@ -1,0 +1,100 @@
+"""Synthesizer and recognizer networks for learnable visual markers.
+
+A synthesizer maps a bit string (values +-1, length N) to an S x S x 3 marker
+in [0, 1]; a recognizer maps a (rendered, photographed) image to N logits.
+
+References: Grinchuk, Lebedev & Lempitsky, "Learnable Visual Markers", NIPS 2016;
+Dosovitskiy et al., "Learning to Generate Chairs with Convolutional Neural
+Networks", CVPR 2015 (up-convolution = upsampling followed by convolution).
+"""
+
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+def _upsample2x(x: jax.Array) -> jax.Array:
+    """Nearest-neighbour 2x upsampling [B, H, W, C] -> [B, 2H, 2W, C].
+
+    Used instead of transposed convolutions, whose weight gradients are slow on
+    XLA:CPU (PERF_NOTES pitfall 2) and which cause checkerboard artifacts.
+    """
+    return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+
+
+class LinearSynthesizer(nn.Module):
+    """The simplest synthesizer: marker = sigmoid(W bits + b), a baseline."""
+
+    marker_size: int
+
+    @nn.compact
+    def __call__(self, bits: jax.Array) -> jax.Array:
+        s = self.marker_size
+        x = nn.Dense(s * s * 3, kernel_init=nn.initializers.normal(0.1))(bits)  # [B, S*S*3]
+        return nn.sigmoid(x).reshape(bits.shape[0], s, s, 3)
+
+
+class UpconvSynthesizer(nn.Module):
+    """Bits -> dense 4x4 map -> (2x upsample, 3x3 conv, ReLU) blocks -> RGB marker.
+
+    Attributes:
+      marker_size: output side S, a power of two times 4 (8, 16, 32, 64, ...).
+      width: channels of the 4x4 map; halved (down to width/4) as resolution grows.
+    """
+
+    marker_size: int
+    width: int = 128
+
+    @nn.compact
+    def __call__(self, bits: jax.Array) -> jax.Array:
+        num_up = _num_upsamplings(self.marker_size)
+        x = nn.Dense(4 * 4 * self.width)(bits).reshape(bits.shape[0], 4, 4, self.width)
+        x = nn.relu(x)
+        for i in range(num_up):
+            x = _upsample2x(x)
+            x = nn.relu(nn.Conv(max(self.width >> (i + 1), self.width // 4), (3, 3))(x))
+        return nn.sigmoid(nn.Conv(3, (3, 3))(x))  # [B, S, S, 3]
+
+
+def _num_upsamplings(marker_size: int) -> int:
+    num_up = math.log2(marker_size / 4)
+    if marker_size < 8 or num_up != int(num_up):
+        raise ValueError(
+            f"marker_size must be 4 * 2**k >= 8 (8, 16, 32, 64, ...), got {marker_size}."
+        )
+    return int(num_up)
+
+
+class Recognizer(nn.Module):
+    """Convnet: image [B, H, W, 3] in [0, 1] -> N bit logits.
+
+    Stride-2 blocks halve the resolution until it is at most 8; a dense layer on
+    the flattened map keeps the spatial layout that encodes the bits.
+    """
+
+    num_bits: int
+    width: int = 32
+    hidden: int = 256
+
+    @nn.compact
+    def __call__(self, images: jax.Array) -> jax.Array:
+        x = images * 2.0 - 1.0
+        x = nn.relu(nn.Conv(self.width, (3, 3))(x))
+        channels = self.width
+        while x.shape[1] > 8:
+            channels = min(channels * 2, 4 * self.width)
+            x = nn.relu(nn.Conv(channels, (3, 3), strides=(2, 2))(x))
+            x = nn.relu(nn.Conv(channels, (3, 3))(x))
+        x = nn.relu(nn.Dense(self.hidden)(x.reshape(x.shape[0], -1)))
+        return nn.Dense(self.num_bits)(x)  # [B, N]
+
+
+def synthesizer(kind: str, *, marker_size: int, width: int) -> nn.Module:
+    """The synthesizer named `kind`: 'upconv' or 'linear'."""
+    if kind == "upconv":
+        return UpconvSynthesizer(marker_size=marker_size, width=width)
+    if kind == "linear":
+        return LinearSynthesizer(marker_size=marker_size)
+    raise ValueError(f"Unknown synthesizer {kind!r}; expected 'upconv' or 'linear'.")

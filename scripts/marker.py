@@ -1,0 +1,89 @@
+"""Use a trained marker model: make markers, printable sheets, and decode photos.
+
+  python -m scripts.marker encode --workdir W --bits 0110... --out m.png
+  python -m scripts.marker sheet  --workdir W --num 6 --out sheet.png
+  python -m scripts.marker decode --workdir W --image photo.png
+
+`decode` expects a photo cropped around the marker roughly as the rendering
+network frames it in training (the marker covering most of the image, any
+background around it); it prints the bits and each bit's confidence.
+"""
+
+import json
+import sys
+
+import numpy as np
+from absl import app, flags
+
+from neural_synth import cli, io
+from neural_synth.experiments import marker
+
+COMMANDS = ("encode", "sheet", "decode")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Work directory of a trained marker run.")
+_BITS = flags.DEFINE_string(
+    "bits", None, "encode: the bit string to encode, e.g. 0110... (length = the model's num_bits)."
+)
+_OUT = flags.DEFINE_string("out", None, "encode/sheet: output PNG path.")
+_SIZE = flags.DEFINE_integer(
+    "size",
+    256,
+    "encode/sheet: printed marker side in pixels "
+    "(nearest-neighbour upscaling keeps the pixels crisp).",
+)
+_NUM = flags.DEFINE_integer("num", 6, "sheet: number of random markers.")
+_SEED = flags.DEFINE_integer("seed", 0, "sheet: seed of the random bit strings.")
+_IMAGE = flags.DEFINE_string("image", None, "decode: photo (or image) of a marker.")
+_JSON = flags.DEFINE_bool("json", False, "decode: print the result as JSON.")
+flags.mark_flag_as_required("workdir")
+
+
+def encode(exp, params) -> None:
+    bits = marker.string_to_bits(_require(_BITS, "encode"), exp.config.marker.num_bits)
+    image = marker.printable(exp.encode(params, bits)[0], _SIZE.value)
+    io.save_image(_require(_OUT, "encode"), image)
+    print(f"Wrote {_OUT.value} for bits {_BITS.value}")
+
+
+def sheet(exp, params) -> None:
+    rng = np.random.default_rng(_SEED.value)
+    bits = marker.random_bits(rng, _NUM.value, exp.config.marker.num_bits)
+    labels = [marker.bits_to_string(b) for b in bits]
+    io.save_image(
+        _require(_OUT, "sheet"),
+        marker.marker_sheet(exp.encode(params, bits), labels, cell=_SIZE.value),
+    )
+    print(f"Wrote {_OUT.value} with {len(labels)} markers:\n" + "\n".join(labels))
+
+
+def decode(exp, params) -> None:
+    image = io.load_image(_require(_IMAGE, "decode"))
+    probs = exp.decode(params, image[None])[0]
+    bits = marker.bits_to_string(probs - 0.5)
+    confidence = np.where(probs > 0.5, probs, 1.0 - probs)
+    if _JSON.value:
+        print(json.dumps({"bits": bits, "confidence": [round(float(c), 4) for c in confidence]}))
+    else:
+        print(
+            f"bits: {bits}\nconfidence: "
+            + " ".join(f"{c:.2f}" for c in confidence)
+            + f"\nmin confidence: {confidence.min():.3f}"
+        )
+
+
+def _require(flag, command: str) -> str:
+    if not flag.value:
+        raise ValueError(f"{command} needs --{flag.name}.")
+    return flag.value
+
+
+def main(argv):
+    if len(argv) != 2 or argv[1] not in COMMANDS:
+        print(f"error: give one command: {' | '.join(COMMANDS)}", file=sys.stderr)
+        sys.exit(1)
+    cli.setup()
+    command = globals()[argv[1]]
+    cli.run(lambda: command(*marker.load_trained(_WORKDIR.value)))
+
+
+if __name__ == "__main__":
+    app.run(main)

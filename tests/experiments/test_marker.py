@@ -1,0 +1,161 @@
+"""Marker experiment: resume after a kill, and encode -> real distortions -> decode."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image, ImageFilter
+
+from neural_synth import io
+from neural_synth.experiments import marker
+from neural_synth.train import trainer
+from tests import helpers
+
+SMOKE = "--config=configs/marker.py:smoke"
+
+
+def _train_command(workdir, *overrides):
+    return [sys.executable, "-m", "scripts.train", SMOKE, f"--workdir={workdir}", *overrides]
+
+
+def _checkpoint_steps(workdir):
+    root = os.path.join(workdir, "checkpoints")
+    if not os.path.isdir(root):
+        return []
+    return sorted(
+        int(d)
+        for d in os.listdir(root)
+        if d.isdigit() and os.path.exists(os.path.join(root, d, "commit_success.txt"))
+    )
+
+
+def test_killed_run_resumes_from_last_checkpoint_and_finishes(tmp_path):
+    workdir = str(tmp_path / "run")
+    overrides = [
+        "--config.train.num_steps=400",
+        "--config.train.checkpoint_every_steps=10",
+        "--config.train.log_every_steps=10",
+    ]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    env.pop("XLA_FLAGS", None)
+    proc = subprocess.Popen(
+        _train_command(workdir, *overrides),
+        cwd=helpers.ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 240
+    while not _checkpoint_steps(workdir) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = _checkpoint_steps(workdir)
+    assert killed_at and killed_at[-1] < 400, "the run must be killed mid-way"
+    assert not os.path.exists(os.path.join(workdir, "eval.json"))
+
+    result = helpers.run_module("scripts.train", SMOKE, f"--workdir={workdir}", *overrides)
+    assert result.returncode == 0, result.stderr[-2000:]
+    resumed = int(result.stdout.split("Resumed from checkpoint at step ")[1].split()[0])
+    assert resumed >= killed_at[-1] > 0
+    assert json.load(open(os.path.join(workdir, "eval.json")))["step"] == 400
+    assert _checkpoint_steps(workdir)[-1] == 400
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A smoke-sized model trained long enough to decode clean markers."""
+    workdir = str(tmp_path_factory.mktemp("marker_run"))
+    config = helpers.load_config("marker", "smoke")
+    config.train.update(
+        num_steps=300,
+        batch_size=32,
+        log_every_steps=100,
+        checkpoint_every_steps=300,
+        eval_every_steps=0,
+        summary_every_steps=0,
+    )
+    config.render.ramp_steps = 150
+    trainer.train(config, workdir)
+    return workdir
+
+
+def _photograph(marker_rgb: np.ndarray, photo: np.ndarray, rng) -> np.ndarray:
+    """Distorts a printed marker outside JAX: paste on a photo, perspective, blur, JPEG 50."""
+    size = 96
+    tile = Image.fromarray(io.to_uint8(marker_rgb)).resize((72, 72), Image.BICUBIC)
+    scene = Image.fromarray(io.to_uint8(photo)).resize((size, size))
+    scene.paste(tile, (12, 12))
+    jitter = rng.uniform(-3, 3, size=8)
+    corners = np.array([0, 0, 0, size, size, size, size, 0], float) + jitter
+    scene = scene.transform((size, size), Image.QUAD, tuple(corners), Image.BILINEAR)
+    scene = scene.filter(ImageFilter.GaussianBlur(0.6))
+    path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"ns_marker_{os.getpid()}.jpg")
+    scene.save(path, quality=50)
+    return io.load_image(path)
+
+
+def test_encode_distort_decode_round_trip(trained):
+    exp, params = marker.load_trained(trained)
+    eval_json = json.load(open(os.path.join(trained, "eval.json")))
+    assert eval_json["none"]["bit_accuracy"] > 0.8
+    rng = np.random.default_rng(0)
+    bits = marker.random_bits(rng, 16, exp.config.marker.num_bits)
+    markers = exp.encode(params, bits)
+    photo = io.sample_image("coffee", max_side=128)
+    photos = np.stack([_photograph(m, photo, rng) for m in markers])
+    probs = exp.decode(params, photos)
+    accuracy = float(np.mean((probs > 0.5) == (bits > 0)))
+    assert accuracy > 0.75, f"bit accuracy after Pillow distortions: {accuracy:.3f}"
+
+
+def test_marker_cli_encode_and_decode(trained, tmp_path):
+    exp, _ = marker.load_trained(trained)
+    bits = "10" * (exp.config.marker.num_bits // 2)
+    out = tmp_path / "m.png"
+    enc = helpers.run_module(
+        "scripts.marker",
+        "encode",
+        f"--workdir={trained}",
+        f"--bits={bits}",
+        f"--out={out}",
+        "--size=64",
+    )
+    assert enc.returncode == 0, enc.stderr[-2000:]
+    assert io.load_image(out).shape == (64, 64, 3)
+    dec = helpers.run_module(
+        "scripts.marker", "decode", f"--workdir={trained}", f"--image={out}", "--json"
+    )
+    assert dec.returncode == 0, dec.stderr[-2000:]
+    result = json.loads(dec.stdout.strip().splitlines()[-1])
+    assert len(result["bits"]) == len(bits) == len(result["confidence"])
+    assert np.mean([a == b for a, b in zip(result["bits"], bits, strict=True)]) > 0.8
+    bad = helpers.run_module(
+        "scripts.marker", "encode", f"--workdir={trained}", "--bits=012", f"--out={out}"
+    )
+    assert bad.returncode == 1 and bad.stderr.strip().startswith("error:")
+    assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_bit_helpers_round_trip():
+    bits = marker.string_to_bits("0110", 4)
+    np.testing.assert_array_equal(bits, [[-1, 1, 1, -1]])
+    assert marker.bits_to_string(bits) == "0110"
+    with pytest.raises(ValueError, match="4 characters"):
+        marker.string_to_bits("01", 4)
+    logits = jax.numpy.array([[2.0, -1.0], [1.0, 1.0]])
+    metrics = marker.bit_metrics(logits, jax.numpy.array([[1.0, -1.0], [1.0, -1.0]]))
+    assert float(metrics["acc/bits"]) == 0.75 and float(metrics["acc/strings"]) == 0.5
+
+
+def test_trainer_rejects_unknown_background_source(tmp_path):
+    config = helpers.load_config("marker", "smoke")
+    config.render.backgrounds = "nowhere"
+    with pytest.raises(ValueError, match="Unknown background source"):
+        trainer.train(config, str(tmp_path))
