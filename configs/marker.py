@@ -21,7 +21,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.seed = 0
 
     c.marker = dict(
-        num_bits=32, marker_size=32, synthesizer="upconv", synth_width=128, recog_width=32
+        num_bits=32, marker_size=32, synthesizer="upconv", synth_width=128, recog_width=32,
+        recog_norm=True,
     )
     c.render = render_defaults()
     c.texture = texture_defaults()

@@ -72,7 +72,8 @@ class Experiment:
         self.synth = marker_nets.synthesizer(
             mc.synthesizer, marker_size=mc.marker_size, width=mc.synth_width
         )
-        self.recog = marker_nets.Recognizer(num_bits=mc.num_bits, width=mc.recog_width)
+        self.recog = marker_nets.Recognizer(num_bits=mc.num_bits, width=mc.recog_width,
+                                            norm=mc.recog_norm)
         self.render_cfg = render_config(config.render)
         self.tx = optax.adam(config.train.learning_rate)
         self._bank = backgrounds.load_bank(

@@ -77,18 +77,25 @@ class Recognizer(nn.Module):
     num_bits: int
     width: int = 32
     hidden: int = 256
+    norm: bool = True
 
     @nn.compact
     def __call__(self, images: jax.Array) -> jax.Array:
-        x = images * 2.0 - 1.0
-        x = nn.relu(nn.Conv(self.width, (3, 3))(x))
+        x = self._block(images * 2.0 - 1.0, self.width, 1)
         channels = self.width
         while x.shape[1] > 8:
             channels = min(channels * 2, 4 * self.width)
-            x = nn.relu(nn.Conv(channels, (3, 3), strides=(2, 2))(x))
-            x = nn.relu(nn.Conv(channels, (3, 3))(x))
+            x = self._block(x, channels, 2)
+            x = self._block(x, channels, 1)
         x = nn.relu(nn.Dense(self.hidden)(x.reshape(x.shape[0], -1)))
         return nn.Dense(self.num_bits)(x)  # [B, N]
+
+    def _block(self, x: jax.Array, channels: int, stride: int) -> jax.Array:
+        """3x3 conv, then group norm (per example: no batch statistics to sync), ReLU."""
+        x = nn.Conv(channels, (3, 3), strides=(stride, stride), use_bias=not self.norm)(x)
+        if self.norm:
+            x = nn.GroupNorm(num_groups=min(8, channels))(x)
+        return nn.relu(x)
 
 
 def synthesizer(kind: str, *, marker_size: int, width: int) -> nn.Module:

@@ -1,0 +1,1 @@
+"""Pure image ops used inside jit: sampling, colour, filters, JPEG, marker rendering."""

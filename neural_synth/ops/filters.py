@@ -1,0 +1,208 @@
+"""Differentiable blur, noise and resampling with per-example parameters.
+
+All ops take [B, H, W, C] float images in [0, 1], per-example parameters as a
+scalar or a [B] array (traced values allowed, so one compiled function serves
+every strength), keep static shapes under jit, and return images in [0, 1].
+Each is exactly the identity at its neutral parameter (sigma 0, length 0,
+std 0, scale 1).
+
+Separable ops (Gaussian blur, down-then-up resampling) are applied as
+per-example [n, n] matrices along each axis (`separable_filter`): the matrices
+hold every boundary rule exactly, need no convolution with a per-example
+kernel, shard along the batch like any einsum and run at full float32
+precision. They cost O(H + W) multiply-adds per pixel, which is cheap for
+marker-sized images (<= ~256 px). Motion blur averages bilinearly translated
+copies, each translation again a pair of per-example matrices.
+
+References: Jaderberg et al., "Spatial Transformer Networks", NeurIPS 2015
+(bilinear sampling); Grinchuk, Lebedev & Lempitsky, "Learnable Visual Markers",
+NeurIPS 2016 (blur, noise and resampling in the rendering network).
+"""
+
+import jax
+import jax.numpy as jnp
+
+from neural_synth.ops import _common
+
+_HIGHEST = jax.lax.Precision.HIGHEST
+_MIN_SIGMA = 1e-2  # Smaller sigmas are clamped: exp(-0.5 / 1e-4) == 0, an exact delta.
+
+
+def separable_filter(images: jax.Array, rows: jax.Array, cols: jax.Array) -> jax.Array:
+    """Applies per-example linear maps along each axis: out = rows @ image @ cols^T per channel.
+
+    Args:
+      images: [B, H, W, C].
+      rows: [B, H', H] map along the height axis.
+      cols: [B, W', W] map along the width axis.
+
+    Returns:
+      [B, H', W', C] (not clipped).
+    """
+    _common.check_images(images)
+    batch, height, width, _ = images.shape
+    if rows.shape[0::2] != (batch, height) or cols.shape[0::2] != (batch, width):
+        raise ValueError(
+            f"rows must be [B, H', {height}] and cols [B, W', {width}] for images of shape "
+            f"{tuple(images.shape)}; got {tuple(rows.shape)} and {tuple(cols.shape)}."
+        )
+    out = jnp.einsum("bvh,bhwc->bvwc", rows, images, precision=_HIGHEST)
+    return jnp.einsum("buw,bvwc->bvuc", cols, out, precision=_HIGHEST)
+
+
+def gaussian_matrix(sigma: jax.Array, size: int, *, truncate: float = 4.0) -> jax.Array:
+    """Per-example Gaussian blur matrices [B, size, size] for one axis.
+
+    Row v holds the sampled Gaussian exp(-(w - v)^2 / (2 sigma^2)) for
+    |w - v| <= round(truncate * sigma) (scipy.ndimage's radius), normalized to
+    sum 1. In the interior this is the usual normalized discrete kernel; near
+    the borders the kernel is cut at the image edge and renormalized, so
+    constants are preserved. sigma 0 gives exactly the identity.
+    """
+    sigma = jnp.asarray(sigma, jnp.float32)[:, None, None]  # [B, 1, 1]
+    offsets = jnp.arange(size, dtype=jnp.float32)
+    distance = offsets[None, :] - offsets[:, None]  # [v, w]: w - v
+    radius = jnp.floor(truncate * sigma + 0.5)
+    safe_sigma = jnp.maximum(sigma, _MIN_SIGMA)
+    weights = jnp.exp(-0.5 * jnp.square(distance / safe_sigma))
+    weights = jnp.where(jnp.abs(distance) <= radius, weights, 0.0)
+    return weights / jnp.sum(weights, axis=-1, keepdims=True)
+
+
+def gaussian_blur(images: jax.Array, sigma, *, truncate: float = 4.0) -> jax.Array:
+    """Blurs each image with its own isotropic Gaussian.
+
+    Args:
+      images: [B, H, W, C] in [0, 1].
+      sigma: scalar or [B] standard deviations in pixels (>= 0; 0 = identity).
+      truncate: kernel radius in sigmas (as scipy.ndimage.gaussian_filter).
+
+    Returns:
+      [B, H, W, C] in [0, 1]; borders use the renormalized truncated kernel
+      (see `gaussian_matrix`).
+    """
+    _common.check_images(images)
+    batch, height, width, _ = images.shape
+    sigma = jnp.maximum(_common.per_example(sigma, batch, name="sigma"), 0.0)
+    rows = gaussian_matrix(sigma, height, truncate=truncate)
+    cols = gaussian_matrix(sigma, width, truncate=truncate)
+    return jnp.clip(separable_filter(images, rows, cols), 0.0, 1.0)
+
+
+def shift_matrix(shift: jax.Array, size: int) -> jax.Array:
+    """Matrices [..., size, size] that translate one axis by `shift` [...] pixels, bilinearly.
+
+    Row v reads position clip(v + shift, 0, size - 1) with tent weights, i.e. the
+    border is replicated, exactly as `sampler.bilinear_sample(fill=None)` does
+    along that axis (its clamped bilinear interpolation is separable).
+    """
+    index = jnp.arange(size, dtype=jnp.float32)
+    position = jnp.clip(index[:, None] + shift[..., None, None], 0.0, size - 1.0)  # [..., v, 1]
+    return _tent(position - index)
+
+
+def motion_blur(images: jax.Array, length, angle, *, num_taps: int = 9) -> jax.Array:
+    """Blurs each image along a line segment (camera shake) of its own length and direction.
+
+    The output is the mean of `num_taps` copies of the image translated with
+    bilinear interpolation (border replicated) by t * (cos angle, sin angle),
+    t evenly spaced over [-length / 2, length / 2]: a box kernel along the
+    segment, rasterised by bilinear interpolation and differentiable in the
+    image and in length/angle. Use taps spaced <= 1 px apart
+    (num_taps >= length + 1) to avoid ghosting. Each translation is separable,
+    so the blur is batched matrix products rather than gathers (measured on
+    the 2-core CPU, 64 images of 64 x 64, 9 taps: ~3.5x faster forward and
+    ~5x faster forward + backward than 9 `sampler.bilinear_sample` calls).
+
+    Args:
+      images: [B, H, W, C] in [0, 1].
+      length: scalar or [B] segment lengths in pixels (0 = identity).
+      angle: scalar or [B] directions in radians (0 = along +x, pi / 2 = along +y).
+      num_taps: static number of samples along the segment, >= 2.
+
+    Returns:
+      [B, H, W, C] in [0, 1].
+    """
+    _common.check_images(images)
+    if num_taps < 2:
+        raise ValueError(f"num_taps must be >= 2, got {num_taps}.")
+    batch, height, width, _ = images.shape
+    length = _common.per_example(length, batch, name="length")
+    angle = _common.per_example(angle, batch, name="angle")
+    offsets = length[:, None] * jnp.linspace(-0.5, 0.5, num_taps)  # [B, T]
+    cols = shift_matrix(offsets * jnp.cos(angle)[:, None], width)  # [B, T, W, W]
+    rows = shift_matrix(offsets * jnp.sin(angle)[:, None], height)  # [B, T, H, H]
+    # Channels-first operands make both products larger GEMMs (~15% faster on CPU).
+    planes = jnp.transpose(images, (0, 3, 1, 2))  # [B, C, H, W]
+    shifted = jnp.einsum("bchw,btuw->bchtu", planes, cols, precision=_HIGHEST)
+    out = jnp.einsum("btvh,bchtu->bcvu", rows, shifted, precision=_HIGHEST) / num_taps
+    return jnp.clip(jnp.transpose(out, (0, 2, 3, 1)), 0.0, 1.0)
+
+
+def gaussian_noise(key: jax.Array, images: jax.Array, std) -> jax.Array:
+    """Adds i.i.d. N(0, std^2) noise per pixel and channel: clip(x + std * n).
+
+    Args:
+      key: PRNG key.
+      images: [B, H, W, C] in [0, 1].
+      std: scalar or [B] noise standard deviations (0 = identity).
+    """
+    _common.check_images(images)
+    std = _common.per_example(std, images.shape[0], name="std")[:, None, None, None]
+    # Drawn as [B, H*W*C]: XLA:CPU compiles a 4-D threefry draw ~5x slower than a
+    # 2-D one, and the leading batch axis still shards with the data.
+    batch = images.shape[0]
+    noise = jax.random.normal(key, (batch, images.size // batch), images.dtype)
+    noise = noise.reshape(images.shape)
+    return jnp.clip(images + std * noise, 0.0, 1.0)
+
+
+def _tent(x: jax.Array) -> jax.Array:
+    return jnp.maximum(1.0 - jnp.abs(x), 0.0)
+
+
+def resample_matrix(scale: jax.Array, size: int, *, antialias: bool = True) -> jax.Array:
+    """Per-example [B, size, size] matrices: downsample one axis by `scale`, then upsample back.
+
+    The low-resolution axis has m = clip(round(scale * size), 1, size) pixels
+    (effective scale s = m / size) with pixel centres aligned as in
+    jax.image.resize (half-pixel convention). Down: a tent over one low-res
+    pixel (1 / s source pixels) when `antialias` (a camera integrating over
+    its larger pixels), else plain bilinear sampling. Up: bilinear with the
+    border replicated. scale 1 gives exactly the identity.
+    """
+    scale = jnp.asarray(scale, jnp.float32)
+    low = jnp.clip(jnp.round(scale * size), 1.0, float(size))[:, None, None]  # [B, 1, 1]
+    s = low / size
+    index = jnp.arange(size, dtype=jnp.float32)
+    low_index = index[None, :, None]  # low-res pixel i, [1, i, 1]
+    if antialias:
+        source_in_low = (index[None, None, :] + 0.5) * s - 0.5  # [B, 1, w]
+        down = _tent(source_in_low - low_index)  # [B, i, w]
+        down = down / jnp.maximum(jnp.sum(down, axis=-1, keepdims=True), 1e-12)
+    else:
+        low_in_source = jnp.clip((low_index + 0.5) / s - 0.5, 0.0, size - 1.0)  # [B, i, 1]
+        down = _tent(low_in_source - index[None, None, :])
+    target_in_low = jnp.clip((index[None, :, None] + 0.5) * s - 0.5, 0.0, low - 1.0)  # [B, v, 1]
+    up = _tent(target_in_low - index[None, None, :]) * (index[None, None, :] < low)  # [B, v, i]
+    return jnp.matmul(up, down, precision=_HIGHEST)
+
+
+def downsample_upsample(images: jax.Array, scale, *, antialias: bool = True) -> jax.Array:
+    """Loses resolution: resizes each image by its own `scale` in (0, 1] and back to full size.
+
+    Args:
+      images: [B, H, W, C] in [0, 1].
+      scale: scalar or [B] resolution factors; 1 = identity, 0.5 = half the
+        pixels along each axis (sizes rounded to whole pixels, at least 1).
+      antialias: filter before decimating (see `resample_matrix`).
+
+    Returns:
+      [B, H, W, C] in [0, 1], same shape as the input.
+    """
+    _common.check_images(images)
+    batch, height, width, _ = images.shape
+    scale = jnp.clip(_common.per_example(scale, batch, name="scale"), 0.0, 1.0)
+    rows = resample_matrix(scale, height, antialias=antialias)
+    cols = resample_matrix(scale, width, antialias=antialias)
+    return jnp.clip(separable_filter(images, rows, cols), 0.0, 1.0)
