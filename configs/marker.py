@@ -21,15 +21,20 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.seed = 0
 
     c.marker = dict(
-        num_bits=32, marker_size=32, synthesizer="upconv", synth_width=128, recog_width=32,
+        num_bits=32,
+        marker_size=32,
+        synthesizer="upconv",
+        synth_width=64,
+        recog_width=16,
         recog_norm=True,
     )
     c.render = render_defaults()
     c.texture = texture_defaults()
     c.train = dict(
         num_steps=3000,
-        batch_size=64,
+        batch_size=32,
         learning_rate=1e-3,
+        decay_fraction=0.3,  # cosine decay of the learning rate over the last 30% of steps
         log_every_steps=100,
         checkpoint_every_steps=500,
         keep_checkpoints=2,
@@ -74,30 +79,31 @@ def render_defaults() -> ml_collections.ConfigDict:
             backgrounds="skimage",  # 'skimage' | 'folder:/path' | 'tfds:NAME[:SPLIT]'
             background_side=192,  # background images are loaded at this longest side
             procedural_fraction=0.25,  # share of procedural (noise/stripes/blobs) backgrounds
-            ramp_steps=1000,  # distortion strength ramps 0 -> 1 over these steps
+            ramp_steps=1500,  # distortion strength ramps 0 -> 1 over these steps
+            easy_fraction=0.25,  # share of each batch rendered at U(0, 1) x the ramp strength
             # Distortions at strength 1 (see neural_synth.ops.render.RenderConfig).
             placement=True,
-            marker_scale=(0.6, 0.9),
+            marker_scale=(0.7, 0.95),
             warp=True,
-            max_rotation=0.3,
-            max_perspective=0.15,
+            max_rotation=0.2,
+            max_perspective=0.1,
             color=True,
-            max_brightness=0.15,
-            max_contrast=0.3,
-            max_saturation=0.3,
-            max_hue=0.15,
-            max_gamma=0.3,
+            max_brightness=0.1,
+            max_contrast=0.2,
+            max_saturation=0.2,
+            max_hue=0.1,
+            max_gamma=0.2,
             gaussian_blur=True,
-            max_blur_sigma=1.0,
+            max_blur_sigma=0.6,
             motion_blur=True,
-            max_motion_length=3.0,
-            motion_taps=9,
+            max_motion_length=1.5,
+            motion_taps=5,
             resample=True,
-            min_resample_scale=0.5,
+            min_resample_scale=0.75,
             noise=True,
-            max_noise_std=0.03,
+            max_noise_std=0.02,
             jpeg=True,
-            min_jpeg_quality=40.0,
+            min_jpeg_quality=50.0,
             jpeg_rounding="cubic",
         )
     )

@@ -72,10 +72,11 @@ class Experiment:
         self.synth = marker_nets.synthesizer(
             mc.synthesizer, marker_size=mc.marker_size, width=mc.synth_width
         )
-        self.recog = marker_nets.Recognizer(num_bits=mc.num_bits, width=mc.recog_width,
-                                            norm=mc.recog_norm)
+        self.recog = marker_nets.Recognizer(
+            num_bits=mc.num_bits, width=mc.recog_width, norm=mc.recog_norm
+        )
         self.render_cfg = render_config(config.render)
-        self.tx = optax.adam(config.train.learning_rate)
+        self.tx = optax.adam(learning_rate_schedule(config.train))
         self._bank = backgrounds.load_bank(
             config.render.backgrounds, max_side=config.render.background_side
         )
@@ -127,9 +128,21 @@ class Experiment:
         ramp = max(self.config.render.ramp_steps, 1)
         return jnp.minimum(1.0, (step.astype(jnp.float32) + 1.0) / ramp)
 
+    def example_strengths(self, key, batch_size: int, strength: jax.Array) -> jax.Array:
+        """[B] strengths: `strength`, except an `easy_fraction` share drawn from U(0, strength).
+
+        The easy share keeps mild distortions (down to none) in the training
+        distribution once the ramp has reached full strength.
+        """
+        k_easy, k_level = jax.random.split(jax.random.fold_in(key, 2))
+        easy = jax.random.uniform(k_easy, (batch_size,)) < self.config.render.easy_fraction
+        return strength * jnp.where(easy, jax.random.uniform(k_level, (batch_size,)), 1.0)
+
     def loss_fn(self, params, batch, key, strength):
         markers = self.synth.apply({"params": params["synth"]}, batch["bits"])
-        photos = self.render(key, markers, self._mix_procedural(key, batch["background"]), strength)
+        background = self._mix_procedural(key, batch["background"])
+        strengths = self.example_strengths(key, markers.shape[0], strength)
+        photos = self.render(key, markers, background, strengths)
         logits = self.recog.apply({"params": params["recog"]}, photos)
         metrics = {
             "loss/bits": bit_loss(logits, batch["bits"]),
@@ -149,9 +162,9 @@ class Experiment:
         return state.apply_gradients(grads, self.tx), metrics
 
     def _texture_loss(self, markers):
-        tc, (module, variables, targets) = self.config.texture, self._texture
-        feats = module.apply(variables, markers[: tc.num_markers], layers=tuple(tc.layers))
-        weights = dict(zip(tc.layers, tc.layer_weights, strict=True))
+        module, variables, targets, weights = self._texture
+        layers = tuple(weights)
+        feats = module.apply(variables, markers[: self.config.texture.num_markers], layers=layers)
         return perceptual.style_loss(feats, targets, layer_weights=weights)
 
     # ------------------------------------------------------------------ eval
@@ -212,6 +225,18 @@ class Experiment:
         return np.asarray(jax.nn.sigmoid(self.recog.apply({"params": params["recog"]}, images)))
 
 
+def learning_rate_schedule(tc: ml_collections.ConfigDict) -> optax.Schedule:
+    """Constant learning rate, then cosine decay over the last `decay_fraction` of steps."""
+    decay_steps = max(1, int(tc.num_steps * tc.decay_fraction))
+    return optax.join_schedules(
+        [
+            optax.constant_schedule(tc.learning_rate),
+            optax.cosine_decay_schedule(tc.learning_rate, decay_steps, alpha=0.02),
+        ],
+        [tc.num_steps - decay_steps],
+    )
+
+
 def render_config(rc: ml_collections.ConfigDict) -> render_lib.RenderConfig:
     """Translates the config's `render` block into the renderer's typed options."""
     fields = render_lib.RenderConfig.__dataclass_fields__
@@ -220,7 +245,7 @@ def render_config(rc: ml_collections.ConfigDict) -> render_lib.RenderConfig:
 
 
 def _texture_setup(tc: ml_collections.ConfigDict):
-    """(VGG module, frozen variables, Gram targets of the texture sample)."""
+    """(VGG module, frozen variables, Gram targets of the texture, per-layer weights)."""
     if tc.vgg_path:
         from neural_synth import weights  # Lazy: only when ported weights are used.
 
@@ -232,7 +257,11 @@ def _texture_setup(tc: ml_collections.ConfigDict):
     texture = io.load_image_or_sample(tc.image, max_side=tc.image_side)[None]
     feats = module.apply(variables, jnp.asarray(texture), layers=tuple(tc.layers))
     targets = perceptual.style_targets([feats], layers=tuple(tc.layers))
-    return module, variables, targets
+    # Each layer's loss is relative to its target's mean square, so texture.weight
+    # means the same with random and pretrained features (zero features: loss 1).
+    scales = {name: 1.0 / float(jnp.mean(targets[0][name] ** 2)) for name in tc.layers}
+    weights = {n: w * scales[n] for n, w in zip(tc.layers, tc.layer_weights, strict=True)}
+    return module, variables, targets, weights
 
 
 def load_trained(workdir: str) -> tuple[Experiment, dict]:

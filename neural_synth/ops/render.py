@@ -161,7 +161,7 @@ def _marker_quad(uniforms, strength, cfg: RenderConfig, out_size: int) -> jax.Ar
     if cfg.warp:
         angle = strength * cfg.max_rotation * (2.0 * _column(uniforms, "rotation") - 1.0)
         jitter = 2.0 * _column(uniforms, *_CORNERS).reshape(batch, 4, 2) - 1.0
-        quad = _rotate(quad, angle) + strength * cfg.max_perspective * jitter
+        quad = _rotate(quad, angle) + strength[:, None, None] * cfg.max_perspective * jitter
     extent = jnp.max(jnp.abs(quad), axis=(1, 2))  # [B]; exactly 1 without warp
     fraction = jnp.ones((batch,))
     centre = jnp.full((batch, 2), (out_size - 1) / 2.0)
@@ -191,7 +191,8 @@ def sample_params(key: jax.Array, batch: int, *, strength, cfg: RenderConfig, ou
     Args:
       key: PRNG key.
       batch: batch size B.
-      strength: float or traced scalar >= 0 multiplying every range.
+      strength: float, traced scalar or per-example [B] values >= 0 multiplying
+        every range.
       cfg: which ops and their ranges.
       out_size: side of the square output frame in pixels.
       background_size: (height, width) of the backgrounds (for the crop
@@ -203,7 +204,7 @@ def sample_params(key: jax.Array, batch: int, *, strength, cfg: RenderConfig, ou
       motion_angle, brightness, contrast, saturation, hue, gamma,
       resample_scale, noise_std, jpeg_quality (each [B]) and noise_key.
     """
-    strength = jnp.maximum(jnp.asarray(strength, jnp.float32), 0.0)
+    strength = jnp.broadcast_to(jnp.maximum(jnp.asarray(strength, jnp.float32), 0.0), (batch,))
     uniform_key, noise_key = jax.random.split(key)
     uniforms = jax.random.uniform(uniform_key, (batch, len(_COLUMNS)))
 
@@ -347,8 +348,8 @@ def render(
       markers: [B, S, S, 3] marker images in [0, 1] (differentiable).
       backgrounds: [B, Hb, Wb, 3] in [0, 1] with Hb, Wb >= out_size; a random
         out_size crop of each is the scene (e.g. `procedural_backgrounds`).
-      strength: float or traced scalar >= 0 multiplying all ranges (0: no
-        distortion, 1: the configured ranges).
+      strength: float, traced scalar or per-example [B] values >= 0 multiplying
+        all ranges (0: no distortion, 1: the configured ranges).
       cfg: the distortions (see RenderConfig); None for the defaults.
       out_size: side of the square output in pixels.
 

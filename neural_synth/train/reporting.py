@@ -50,6 +50,10 @@ class Progress:
         self.num_steps, self.stream = num_steps, stream
         self._last_step, self._last_time = start_step, time.perf_counter()
 
+    def exclude(self, seconds: float) -> None:
+        """Leaves `seconds` (evaluation, summaries) out of the next steps/s figure."""
+        self._last_time += seconds
+
     def update(self, step: int, metrics: Mapping[str, float]) -> float:
         """Prints a line for `step`; returns the steps/s since the previous line."""
         now = time.perf_counter()

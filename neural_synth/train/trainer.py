@@ -16,6 +16,7 @@ Experiment protocol (see `neural_synth/experiments/`):
 """
 
 import os
+import time
 from typing import Any
 
 import jax
@@ -81,10 +82,12 @@ def _loop(exp, state, start, config, workdir, mesh, ckpt, train_key, eval_key):
             means["steps_per_sec"] = progress.update(done, means)
             writer.write(done, means)
             ckpt.save(done, state, force=done == tc.num_steps)
+        paused = time.perf_counter()
         if _due(done, tc.eval_every_steps, tc):
             _evaluate(exp, state, done, workdir, writer, jax.random.fold_in(eval_key, done))
         if _due(done, tc.summary_every_steps, tc):
             reporting.write_summaries(workdir, done, exp.summaries(state, eval_key))
+        progress.exclude(time.perf_counter() - paused)
     return state
 
 

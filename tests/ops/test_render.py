@@ -183,3 +183,15 @@ def test_bad_inputs_raise():
         render.RenderConfig(marker_scale=(0.9, 0.5))
     with pytest.raises(ValueError, match="max_noise_std"):
         render.RenderConfig(max_noise_std=-1.0)
+
+
+def test_per_example_strength_matches_scalar_strengths():
+    """Strength [B]: example i is rendered exactly as with the scalar strength s_i."""
+    markers, backgrounds, key = _markers(), _backgrounds(), jax.random.key(7)
+    strengths = jnp.array([0.0, 0.5, 1.0, 1.5])
+    fn = jax.jit(lambda s: render.render(key, markers, backgrounds, strength=s, out_size=SIZE))
+    mixed = np.asarray(fn(strengths))
+    for i, s in enumerate(strengths):
+        np.testing.assert_allclose(mixed[i], np.asarray(fn(jnp.full((4,), s)))[i], atol=1e-6)
+        np.testing.assert_allclose(mixed[i], np.asarray(fn(s))[i], atol=1e-6)
+    np.testing.assert_allclose(mixed[0], markers[0], atol=1e-5)  # Strength 0: the marker.
