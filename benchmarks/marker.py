@@ -56,7 +56,9 @@ def _breakdown(exp, params, batch, repeats: int) -> dict[str, float]:
     """Seconds for forward+backward of the renderer alone and of both networks alone."""
     key, strength = prng.key(0), jnp.float32(1.0)
     markers = exp.synth.apply({"params": params["synth"]}, batch["bits"])
-    render_grad = jax.jit(jax.grad(lambda m: exp.render(key, m, batch["background"], strength).sum()))
+    render_grad = jax.jit(
+        jax.grad(lambda m: exp.render(key, m, batch["background"], strength).sum())
+    )
     side = exp.config.render.out_size
 
     def nets_loss(p):
@@ -65,8 +67,10 @@ def _breakdown(exp, params, batch, repeats: int) -> dict[str, float]:
         return exp.recog.apply({"params": p["recog"]}, photos).sum()
 
     nets_grad = jax.jit(jax.grad(nets_loss))
-    return {"render_s": _median_seconds(lambda: render_grad(markers), repeats),
-            "nets_s": _median_seconds(lambda: nets_grad(params), repeats)}
+    return {
+        "render_s": _median_seconds(lambda: render_grad(markers), repeats),
+        "nets_s": _median_seconds(lambda: nets_grad(params), repeats),
+    }
 
 
 def main(argv):
@@ -75,13 +79,19 @@ def main(argv):
     config = _CONFIG.value
     r = benchmark(config, _STEPS.value, _REPEATS.value)
     batch = config.train.batch_size
-    print(f"devices: {jax.device_count()} x {jax.devices()[0].device_kind}; batch {batch}, "
-          f"{config.marker.num_bits} bits, marker {config.marker.marker_size}px, "
-          f"photo {config.render.out_size}px")
-    print(f"train step: {r['step_s'] * 1000:.1f} ms median -> {1 / r['step_s']:.2f} steps/s, "
-          f"{batch / r['step_s']:.0f} examples/s")
-    print(f"breakdown (fwd+bwd, separately compiled): renderer {r['render_s'] * 1000:.1f} ms, "
-          f"synthesizer+recognizer {r['nets_s'] * 1000:.1f} ms")
+    print(
+        f"devices: {jax.device_count()} x {jax.devices()[0].device_kind}; batch {batch}, "
+        f"{config.marker.num_bits} bits, marker {config.marker.marker_size}px, "
+        f"photo {config.render.out_size}px"
+    )
+    print(
+        f"train step: {r['step_s'] * 1000:.1f} ms median -> {1 / r['step_s']:.2f} steps/s, "
+        f"{batch / r['step_s']:.0f} examples/s"
+    )
+    print(
+        f"breakdown (fwd+bwd, separately compiled): renderer {r['render_s'] * 1000:.1f} ms, "
+        f"synthesizer+recognizer {r['nets_s'] * 1000:.1f} ms"
+    )
 
 
 if __name__ == "__main__":

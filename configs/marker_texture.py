@@ -24,6 +24,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c = marker.get_config(variant)
     c.texture.weight = 1.0
     if variant == "smoke":
-        c.texture.update(image_side=64, num_markers=4, layers=("relu1_1", "relu2_1"),
-                         layer_weights=(1.0, 1.0))
+        c.texture.update(
+            image_side=64, num_markers=4, layers=("relu1_1", "relu2_1"), layer_weights=(1.0, 1.0)
+        )
     return c

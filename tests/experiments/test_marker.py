@@ -164,8 +164,7 @@ def test_trainer_rejects_unknown_background_source(tmp_path):
 def test_texture_loss_pulls_markers_toward_the_texture(tmp_path):
     config = helpers.load_config("marker_texture", "smoke")
     config.texture.weight = 5.0
-    config.train.update(num_steps=40, log_every_steps=10, eval_every_steps=0,
-                        summary_every_steps=0)
+    config.train.update(num_steps=40, log_every_steps=10, eval_every_steps=0, summary_every_steps=0)
     trainer.train(config, str(tmp_path))
     lines = [json.loads(x) for x in open(tmp_path / "metrics.jsonl")]
     texture = [x["loss/texture"] for x in lines if "loss/texture" in x]
