@@ -31,7 +31,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.render = render_defaults()
     c.texture = texture_defaults()
     c.train = dict(
-        num_steps=3000,
+        num_steps=2500,
         batch_size=32,
         learning_rate=1e-3,
         decay_fraction=0.3,  # cosine decay of the learning rate over the last 30% of steps
@@ -79,7 +79,7 @@ def render_defaults() -> ml_collections.ConfigDict:
             backgrounds="skimage",  # 'skimage' | 'folder:/path' | 'tfds:NAME[:SPLIT]'
             background_side=192,  # background images are loaded at this longest side
             procedural_fraction=0.25,  # share of procedural (noise/stripes/blobs) backgrounds
-            ramp_steps=1500,  # distortion strength ramps 0 -> 1 over these steps
+            ramp_steps=1250,  # distortion strength ramps 0 -> 1 over these steps
             easy_fraction=0.25,  # share of each batch rendered at U(0, 1) x the ramp strength
             # Distortions at strength 1 (see neural_synth.ops.render.RenderConfig).
             placement=True,

@@ -9,7 +9,9 @@ from neural_synth import experiments
 from tests import helpers
 
 CONFIGS = sorted(
-    os.path.basename(p)[:-3] for p in glob.glob(os.path.join(helpers.ROOT, "configs", "*.py"))
+    os.path.basename(p)[:-3]
+    for p in glob.glob(os.path.join(helpers.ROOT, "configs", "*.py"))
+    if not os.path.basename(p).startswith("_")
 )
 
 

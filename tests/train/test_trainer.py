@@ -8,7 +8,7 @@ import pytest
 
 from neural_synth import experiments
 from neural_synth.experiments import marker
-from neural_synth.train import checkpoint, trainer
+from neural_synth.train import checkpoint, prng, trainer
 from neural_synth.train import mesh as mesh_lib
 from tests import helpers
 
@@ -22,7 +22,7 @@ def smoke_config(**train):
 def _one_step(exp, devices):
     """One compiled train step on a mesh of `devices`; returns host params."""
     mesh = mesh_lib.make_mesh(devices)
-    state = jax.jit(exp.init_state, out_shardings=mesh_lib.replicated(mesh))(jax.random.key(0))
+    state = jax.jit(exp.init_state, out_shardings=mesh_lib.replicated(mesh))(prng.key(0))
     local = next(exp.train_batches(seed=0, start_step=0, batch_size=exp.config.train.batch_size))
     step = trainer._compile_step(exp, mesh)
     state, metrics = step(state, mesh_lib.global_batch(local, mesh), jax.random.key(1))
@@ -37,10 +37,14 @@ def test_one_and_four_devices_give_same_parameters():
     exp.tx = optax.sgd(1.0)
     params_1, metrics_1 = _one_step(exp, jax.devices()[:1])
     params_4, metrics_4 = _one_step(exp, jax.devices()[:4])
-    for a, b in zip(jax.tree.leaves(params_1), jax.tree.leaves(params_4), strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    # Same data and per-example distortions on 1 and 4 devices: the loss agrees closely.
     np.testing.assert_allclose(metrics_1["loss/bits"], metrics_4["loss/bits"], rtol=1e-5)
-    init = jax.device_get(exp.init_state(jax.random.key(0)).params)
+    init = jax.device_get(exp.init_state(prng.key(0)).params)
+    for p0, p1, p4 in zip(*(jax.tree.leaves(p) for p in (init, params_1, params_4)), strict=True):
+        # With SGD(1.0) the update is the gradient; sums over the batch run in a
+        # different order on 4 devices, so compare relative to each leaf's scale.
+        update_1, update_4 = p1 - p0, p4 - p0
+        assert np.abs(update_1 - update_4).max() <= 1e-3 * np.abs(update_1).max() + 1e-8
     moved = max(
         float(np.abs(a - b).max())
         for a, b in zip(jax.tree.leaves(init), jax.tree.leaves(params_1), strict=True)
