@@ -170,3 +170,14 @@ def test_texture_loss_pulls_markers_toward_the_texture(tmp_path):
     texture = [x["loss/texture"] for x in lines if "loss/texture" in x]
     assert len(texture) == 4
     assert texture[-1] < 0.7 * texture[0], texture
+
+
+def test_printable_sheet_layout():
+    markers = np.random.default_rng(0).uniform(size=(4, 8, 8, 3)).astype(np.float32)
+    big = marker.printable(markers[0], 32)
+    want = np.repeat(np.repeat(io.to_uint8(markers[0]), 4, axis=0), 4, axis=1) / 255.0
+    np.testing.assert_allclose(big, want, atol=1e-6)  # Nearest neighbour: crisp pixels.
+    sheet = marker.marker_sheet(markers, ["0101"] * 4, cell=32, ncols=3)
+    pad, text_h = 32 // 8, 24
+    assert sheet.shape == (2 * (32 + 2 * pad + text_h), 3 * (32 + 2 * pad), 3)
+    np.testing.assert_allclose(sheet[pad : pad + 32, pad : pad + 32], want, atol=1e-6)
