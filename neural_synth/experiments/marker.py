@@ -277,17 +277,23 @@ def load_trained(workdir: str) -> tuple[Experiment, dict]:
 def marker_sheet(
     markers: np.ndarray, labels: list[str], *, cell: int = 256, ncols: int = 3
 ) -> np.ndarray:
-    """A printable sheet: markers upscaled (nearest) to `cell` px with their bit strings."""
+    """A printable sheet: markers upscaled (nearest) to `cell` px with their bit strings.
+
+    Labels wrap to the marker's width so neighbouring columns never overlap.
+    """
     from PIL import Image, ImageDraw  # Lazy: only the sheet command draws text.
 
-    n, pad, text_h = len(markers), cell // 8, 24
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    per_line = max(1, int(cell // max(probe.textlength("0"), 1.0)))
+    lines = [[t[i : i + per_line] for i in range(0, len(t), per_line)] for t in labels]
+    n, pad, text_h = len(markers), cell // 8, 12 * max(len(ls) for ls in lines) + 8
     nrows = -(-n // ncols)
     sheet = Image.new("RGB", (ncols * (cell + 2 * pad), nrows * (cell + 2 * pad + text_h)), "white")
     draw = ImageDraw.Draw(sheet)
-    for i, (m, label) in enumerate(zip(markers, labels, strict=True)):
+    for i, (m, label_lines) in enumerate(zip(markers, lines, strict=True)):
         x, y = (i % ncols) * (cell + 2 * pad) + pad, (i // ncols) * (cell + 2 * pad + text_h) + pad
         sheet.paste(Image.fromarray(io.to_uint8(printable(m, cell))), (x, y))
-        draw.text((x, y + cell + 4), label, fill="black")
+        draw.multiline_text((x, y + cell + 4), "\n".join(label_lines), fill="black", spacing=2)
     return np.asarray(sheet, np.float32) / 255.0
 
 

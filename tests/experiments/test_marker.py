@@ -178,6 +178,8 @@ def test_printable_sheet_layout():
     want = np.repeat(np.repeat(io.to_uint8(markers[0]), 4, axis=0), 4, axis=1) / 255.0
     np.testing.assert_allclose(big, want, atol=1e-6)  # Nearest neighbour: crisp pixels.
     sheet = marker.marker_sheet(markers, ["0101"] * 4, cell=32, ncols=3)
-    pad, text_h = 32 // 8, 24
+    pad, text_h = 32 // 8, 12 + 8  # One label line: "0101" fits in 32 px.
     assert sheet.shape == (2 * (32 + 2 * pad + text_h), 3 * (32 + 2 * pad), 3)
+    long = marker.marker_sheet(markers[:1], ["01" * 16], cell=32, ncols=1)
+    assert long.shape[0] > sheet.shape[0] // 2  # A 32-bit label wraps onto more lines.
     np.testing.assert_allclose(sheet[pad : pad + 32, pad : pad + 32], want, atol=1e-6)
