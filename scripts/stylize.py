@@ -51,6 +51,7 @@ _MATCH = flags.DEFINE_enum(
     "color_match", "cholesky", color_transfer.MATCH_MODES, "Matrix of --preserve_color=histogram."
 )
 _FLAGS = cli.define_flags(steps=100, init="content", style_weight=3.0)
+flags.adopt_module_key_flags(cli)  # --help lists the shared optimization flags too.
 
 
 def content_layers() -> tuple[str, ...]:

@@ -30,6 +30,7 @@ _NUM = flags.DEFINE_integer(
     "num_textures", 1, "How many textures (seeds) to make at once.", lower_bound=1
 )
 _FLAGS = cli.define_flags(steps=200, init="noise", style_weight=1.0)
+flags.adopt_module_key_flags(cli)  # --help lists the shared optimization flags too.
 flags.FLAGS.set_default("style_max_side", 256)
 
 
