@@ -16,7 +16,7 @@ import numpy as np
 from absl import app, flags
 
 from neural_synth import io
-from neural_synth.optimize import cli, color_transfer, gatys
+from neural_synth.optimize import color_transfer, gatys, gatys_cli
 
 RANDOM_WEIGHTS_CONTENT_LAYER = "relu2_2"
 _CONTENT = flags.DEFINE_multi_string(
@@ -50,8 +50,8 @@ _PRESERVE_COLOR = flags.DEFINE_enum(
 _MATCH = flags.DEFINE_enum(
     "color_match", "cholesky", color_transfer.MATCH_MODES, "Matrix of --preserve_color=histogram."
 )
-_FLAGS = cli.define_flags(steps=100, init="content", style_weight=3.0)
-flags.adopt_module_key_flags(cli)  # --help lists the shared optimization flags too.
+_FLAGS = gatys_cli.define_flags(steps=100, init="content", style_weight=3.0)
+flags.adopt_module_key_flags(gatys_cli)  # --help lists the shared optimization flags too.
 
 
 def content_layers() -> tuple[str, ...]:
@@ -65,8 +65,8 @@ def content_layers() -> tuple[str, ...]:
 
 def run() -> None:
     """Loads the images and weights, runs the optimization, writes the result(s)."""
-    out = cli.check_out(_OUT.value)
-    options = cli.options_from_flags(
+    out = gatys_cli.check_out(_OUT.value)
+    options = gatys_cli.options_from_flags(
         _FLAGS,
         content_layers=content_layers(),
         content_weight=_CONTENT_WEIGHT.value,
@@ -80,11 +80,11 @@ def run() -> None:
     gatys.check_size(size, arch, layers)
     rest = [io.load_image_or_sample(c, size=size) for c in _CONTENT.value[1:]]
     content = np.stack([first, *rest])
-    styles = cli.load_styles(_STYLE.value, _FLAGS["style_max_side"].value)
+    styles = gatys_cli.load_styles(_STYLE.value, _FLAGS["style_max_side"].value)
     init = _FLAGS["init_image"].value
     init_image = io.load_image_or_sample(init) if init else None
-    masks = cli.region_masks(_FLAGS["masks"].value, len(styles), *size)
-    module, params = cli.load_model(_FLAGS, layers)
+    masks = gatys_cli.region_masks(_FLAGS["masks"].value, len(styles), *size)
+    module, params = gatys_cli.load_model(_FLAGS, layers)
     print(
         f"Optimizing {len(content)} image(s) of {size[1]}x{size[0]} with {options.optimizer} "
         f"for {options.num_steps} steps (the first chunk includes compilation)."
@@ -94,17 +94,17 @@ def run() -> None:
         params,
         styles=styles,
         content=content,
-        blend_weights=cli.floats(_FLAGS["style_weights"].value, "style_weights"),
+        blend_weights=gatys_cli.floats(_FLAGS["style_weights"].value, "style_weights"),
         region_masks=masks,
         init_image=init_image,
         options=options,
-        callback=cli.progress_callback(out, _FLAGS["snapshot_every"].value),
+        callback=gatys_cli.progress_callback(out, _FLAGS["snapshot_every"].value),
     )
-    cli.save_outputs(out, images)
+    gatys_cli.save_outputs(out, images)
 
 
 def main(argv: list[str]) -> int:
-    return cli.run_main(argv, run)
+    return gatys_cli.run_main(argv, run)
 
 
 if __name__ == "__main__":

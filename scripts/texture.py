@@ -13,7 +13,7 @@ VGG, which the script says. See neural_synth/optimize/gatys.py.
 from absl import app, flags
 
 from neural_synth import io
-from neural_synth.optimize import cli, gatys
+from neural_synth.optimize import gatys, gatys_cli
 
 _TEXTURE = flags.DEFINE_multi_string(
     "texture",
@@ -29,8 +29,8 @@ _OUT = flags.DEFINE_string("out", "texture.png", "Output image (.png/.jpg).")
 _NUM = flags.DEFINE_integer(
     "num_textures", 1, "How many textures (seeds) to make at once.", lower_bound=1
 )
-_FLAGS = cli.define_flags(steps=200, init="noise", style_weight=1.0)
-flags.adopt_module_key_flags(cli)  # --help lists the shared optimization flags too.
+_FLAGS = gatys_cli.define_flags(steps=100, init="noise", style_weight=1.0)
+flags.adopt_module_key_flags(gatys_cli)  # --help lists the shared optimization flags too.
 flags.FLAGS.set_default("style_max_side", 256)
 
 
@@ -46,18 +46,18 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
 
 def run() -> None:
     """Loads the texture(s) and weights, synthesizes, writes the result(s)."""
-    out = cli.check_out(_OUT.value)
+    out = gatys_cli.check_out(_OUT.value)
     size = parse_size(_SIZE.value)
-    options = cli.options_from_flags(_FLAGS)
+    options = gatys_cli.options_from_flags(_FLAGS)
     arch = "vgg19" if _FLAGS["vgg"].value else _FLAGS["arch"].value
     layers = gatys.check_options(options, arch, has_content=False)  # Early, before slow work.
-    textures = cli.load_styles(_TEXTURE.value, _FLAGS["style_max_side"].value)
+    textures = gatys_cli.load_styles(_TEXTURE.value, _FLAGS["style_max_side"].value)
     size = size or textures[0].shape[:2]
     gatys.check_size(size, arch, layers)
     init = _FLAGS["init_image"].value
     init_image = io.load_image_or_sample(init) if init else None
-    masks = cli.region_masks(_FLAGS["masks"].value, len(textures), *size)
-    module, params = cli.load_model(_FLAGS, layers)
+    masks = gatys_cli.region_masks(_FLAGS["masks"].value, len(textures), *size)
+    module, params = gatys_cli.load_model(_FLAGS, layers)
     print(
         f"Synthesizing {_NUM.value} texture(s) of {size[1]}x{size[0]} with {options.optimizer} "
         f"for {options.num_steps} steps (the first chunk includes compilation)."
@@ -68,17 +68,17 @@ def run() -> None:
         styles=textures,
         size=size,
         batch_size=_NUM.value,
-        blend_weights=cli.floats(_FLAGS["style_weights"].value, "style_weights"),
+        blend_weights=gatys_cli.floats(_FLAGS["style_weights"].value, "style_weights"),
         region_masks=masks,
         init_image=init_image,
         options=options,
-        callback=cli.progress_callback(out, _FLAGS["snapshot_every"].value),
+        callback=gatys_cli.progress_callback(out, _FLAGS["snapshot_every"].value),
     )
-    cli.save_outputs(out, images)
+    gatys_cli.save_outputs(out, images)
 
 
 def main(argv: list[str]) -> int:
-    return cli.run_main(argv, run)
+    return gatys_cli.run_main(argv, run)
 
 
 if __name__ == "__main__":

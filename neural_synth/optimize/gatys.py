@@ -390,8 +390,8 @@ def _blend(blend_weights, num_styles: int) -> np.ndarray:
     weights = np.asarray(blend_weights, np.float64)
     if weights.shape != (num_styles,) or np.any(weights < 0) or weights.sum() <= 0:
         raise ValueError(
-            f"Need {num_styles} non-negative style blend weights with a positive sum, "
-            f"got {list(np.ravel(weights))}."
+            f"Got style blend weights {[float(w) for w in np.ravel(weights)]} for {num_styles} "
+            "style image(s); give one non-negative weight per style, with a positive sum."
         )
     return weights / weights.sum()
 

@@ -212,7 +212,7 @@ def test_bad_options_raise_clear_errors():
         gatys.check_options(gatys.Options(init="content"), "vgg19", has_content=False)
     with pytest.raises(ValueError, match="too small"):
         gatys.synthesize(module, params, styles=[brick], size=(8, 8), options=gatys.Options())
-    with pytest.raises(ValueError, match="blend weights"):
+    with pytest.raises(ValueError, match="style blend weights"):
         gatys.synthesize(
             module,
             params,

@@ -12,14 +12,14 @@ from collections.abc import Callable
 
 import jax.numpy as jnp
 import numpy as np
-from absl import flags, logging
+from absl import flags
 
-from neural_synth import io
+from neural_synth import cli, io
 from neural_synth.losses import gram
 from neural_synth.models import vgg
 from neural_synth.optimize import gatys, loop, masks
 
-USER_ERRORS = (ValueError, OSError, ImportError, FloatingPointError)
+USER_ERRORS = (*cli.USER_ERRORS, ImportError)
 _IMAGE_HELP = f"a file path, or skimage:NAME for a bundled sample ({', '.join(io.SAMPLE_NAMES)})"
 
 
@@ -250,9 +250,12 @@ def save_outputs(out: pathlib.Path, images: np.ndarray) -> None:
 
 
 def run_main(argv: list[str], fn: Callable[[], None]) -> int:
-    """Runs fn(); user errors become one `error: ...` line on stderr and exit status 1."""
-    if not flags.FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)  # Keep JAX's INFO logs out of the output.
+    """Runs fn(); user errors become one `error: ...` line on stderr and exit status 1.
+
+    `cli.setup()` first: quiet logs and the persistent compilation cache, so a
+    second run at the same size starts without recompiling.
+    """
+    cli.setup()
     if len(argv) > 1:
         print(f"error: unexpected arguments {argv[1:]}; use --flag=value", file=sys.stderr)
         return 1
