@@ -60,7 +60,9 @@ def layers_to_compare(arch: str, head: bool) -> list[str]:
     return names + (["fc6", "relu7", "fc8"] if head else [])
 
 
-def check(label: str, path, arch: str, refs: dict, x: np.ndarray, *, head: bool, **kwargs):
+def assert_port_matches(
+    label: str, path, arch: str, refs: dict, x: np.ndarray, *, head: bool, **kwargs
+):
     """Converts `path` and asserts our activations match every reference in `refs`."""
     source = formats.read_source(path, **kwargs)
     got_arch, got_head, params = convert.port(source, arch=arch)
@@ -86,10 +88,12 @@ def test_torch_saved_pth(arch, tmp_path):
     x = images()
     refs = {"torch": torch_vgg.forward(model, x), "numpy": numpy_reference(arch, "torchvision")}
     torch.save(model.state_dict(), tmp_path / "zip.pth")
-    check("pth zip (torch.save)", tmp_path / "zip.pth", arch, refs, x, head=True)
+    assert_port_matches("pth zip (torch.save)", tmp_path / "zip.pth", arch, refs, x, head=True)
     wrapped = {"state_dict": model.state_dict(), "epoch": 90}
     torch.save(wrapped, tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)
-    check("pth legacy (torch.save)", tmp_path / "legacy.pth", arch, refs, x, head=True)
+    assert_port_matches(
+        "pth legacy (torch.save)", tmp_path / "legacy.pth", arch, refs, x, head=True
+    )
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -99,8 +103,10 @@ def test_torch_free_pth_writers(arch, tmp_path):
     refs = {"numpy": numpy_reference(arch, "torchvision")}
     writers.write_pth_zip(tmp_path / "zip.pth", sd)
     writers.write_pth_legacy(tmp_path / "legacy.pth", {"model": writers.as_tensors(sd, v2=False)})
-    check("pth zip (test writer)", tmp_path / "zip.pth", arch, refs, x, head=True)
-    check("pth legacy (test writer)", tmp_path / "legacy.pth", arch, refs, x, head=True)
+    assert_port_matches("pth zip (test writer)", tmp_path / "zip.pth", arch, refs, x, head=True)
+    assert_port_matches(
+        "pth legacy (test writer)", tmp_path / "legacy.pth", arch, refs, x, head=True
+    )
     try:
         import torch  # noqa: PLC0415
     except ImportError:
@@ -129,8 +135,12 @@ def test_safetensors_torchvision_and_timm(arch, tmp_path):
         pass
     safetensors.numpy.save_file(dict(sd), tmp_path / "tv.safetensors")
     safetensors.numpy.save_file(dict(timm_sd), tmp_path / "timm.safetensors")
-    check("safetensors torchvision", tmp_path / "tv.safetensors", arch, refs_tv, x, head=True)
-    check("safetensors timm", tmp_path / "timm.safetensors", arch, refs_timm, x, head=True)
+    assert_port_matches(
+        "safetensors torchvision", tmp_path / "tv.safetensors", arch, refs_tv, x, head=True
+    )
+    assert_port_matches(
+        "safetensors timm", tmp_path / "timm.safetensors", arch, refs_timm, x, head=True
+    )
 
 
 def test_keras_h5_with_top(tmp_path):
@@ -141,7 +151,7 @@ def test_keras_h5_with_top(tmp_path):
     x = images((224, 224), batch=1)
     refs = {"numpy": numpy_vgg.forward_keras(layers, x, arch)}
     writers.write_keras_h5(tmp_path / "top.h5", layers, naming="keras2")
-    check("h5 keras2 with top", tmp_path / "top.h5", arch, refs, x, head=True)
+    assert_port_matches("h5 keras2 with top", tmp_path / "top.h5", arch, refs, x, head=True)
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -150,7 +160,7 @@ def test_keras_h5_notop(arch, tmp_path):
     x = images()
     refs = {"numpy": numpy_vgg.forward_keras(layers, x, arch)}
     writers.write_keras_h5(tmp_path / "notop.h5", layers, naming="keras1")
-    check("h5 keras1 notop", tmp_path / "notop.h5", arch, refs, x, head=False)
+    assert_port_matches("h5 keras1 notop", tmp_path / "notop.h5", arch, refs, x, head=False)
 
 
 def test_fc6_permutation_matters():
