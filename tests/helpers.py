@@ -20,11 +20,13 @@ def load_config(name: str, arg: str | None = None) -> ml_collections.ConfigDict:
 
 
 def run_module(
-    module: str, *args: str, timeout: float = 300, **kwargs
+    module: str, *args: str, devices: int = 1, timeout: float = 300, **kwargs
 ) -> subprocess.CompletedProcess:
-    """Runs `python -m module args...` from the repository root."""
+    """Runs `python -m module args...` from the repository root on `devices` CPU devices."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", JAX_PLATFORMS="cpu")
-    env.pop("XLA_FLAGS", None)  # Command-line tools see the real single CPU device.
+    env.pop("XLA_FLAGS", None)  # By default tools see the real single CPU device.
+    if devices > 1:
+        env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
     return subprocess.run(
         [sys.executable, "-m", module, *args],
         cwd=ROOT,

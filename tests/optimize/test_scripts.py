@@ -1,29 +1,18 @@
 """End-to-end runs of scripts/stylize.py and scripts/texture.py on tiny images."""
 
-import os
-import pathlib
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from neural_synth import io
+from tests import helpers
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
 SHALLOW = ["--style_layers=relu1_1,relu2_1", "--chunk_size=2", "--style_max_side=32"]
 
 
 def _run(module: str, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
-    return subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return helpers.run_module(module, *args, devices=2)
 
 
 def test_stylize_writes_one_image_per_content(tmp_path):
