@@ -77,7 +77,7 @@ def test_phase_conv_transpose_matches_torch():
         )
         tconv.bias.zero_()
         want = (
-            tconv(torch.from_numpy(np.asarray(x).transpose(0, 3, 1, 2)))
+            tconv(torch.from_numpy(np.array(x).transpose(0, 3, 1, 2)))
             .numpy()
             .transpose(0, 2, 3, 1)
         )
