@@ -40,7 +40,7 @@ from absl import app, flags, logging
 
 from neural_synth import io
 from neural_synth.models import vgg
-from neural_synth.optimize import gatys, gatys_cli, loop
+from neural_synth.optimize import gatys, loop
 
 _SIZES = flags.DEFINE_list("sizes", ["256", "512"], "Square image sizes to time.")
 _STEPS = flags.DEFINE_integer("steps", 10, "Steps per timed chunk / Python loop.", lower_bound=1)
@@ -90,7 +90,7 @@ def formula_flops(size: int) -> float:
 
 def make_problem(size: int) -> tuple[gatys.Problem, gatys.Options, jax.Array]:
     module = vgg.VGG(arch="vgg19", pooling="avg")
-    params = gatys_cli.random_params("vgg19", LAYERS, seed=0)
+    params = vgg.random_params("vgg19", LAYERS, seed=0)
     options = gatys.Options(init="content")
     content = io.load_image_or_sample("skimage:astronaut", size=(size, size))
     style = io.load_image_or_sample("skimage:brick", size=(size, size))
@@ -272,7 +272,7 @@ def bench_size(size: int) -> None:
 
 def bench_memory(size: int) -> None:
     module = vgg.VGG(arch="vgg19", pooling="avg")
-    params = gatys_cli.random_params("vgg19", LAYERS, seed=0)
+    params = vgg.random_params("vgg19", LAYERS, seed=0)
     content = io.load_image_or_sample("skimage:astronaut", size=(size, size))
     style = io.load_image_or_sample("skimage:brick", max_side=512)
     options = gatys.Options(

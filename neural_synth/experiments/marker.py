@@ -24,9 +24,8 @@ import optax
 
 from neural_synth import io
 from neural_synth.data import backgrounds
-from neural_synth.losses import perceptual
+from neural_synth.experiments import vgg_losses
 from neural_synth.models import marker as marker_nets
-from neural_synth.models import vgg
 from neural_synth.ops import render as render_lib
 from neural_synth.train import checkpoint, prng
 from neural_synth.train import state as state_lib
@@ -162,10 +161,10 @@ class Experiment:
         return state.apply_gradients(grads, self.tx), metrics
 
     def _texture_loss(self, markers):
-        module, variables, targets, weights = self._texture
-        layers = tuple(weights)
+        module, variables, targets = self._texture
+        layers = tuple(targets.weights)
         feats = module.apply(variables, markers[: self.config.texture.num_markers], layers=layers)
-        return perceptual.style_loss(feats, targets, layer_weights=weights)
+        return jnp.mean(targets.loss(feats))
 
     # ------------------------------------------------------------------ eval
     def _make_eval_set(self):
@@ -245,23 +244,11 @@ def render_config(rc: ml_collections.ConfigDict) -> render_lib.RenderConfig:
 
 
 def _texture_setup(tc: ml_collections.ConfigDict):
-    """(VGG module, frozen variables, Gram targets of the texture, per-layer weights)."""
-    if tc.vgg_path:
-        from neural_synth import weights  # Lazy: only when ported weights are used.
-
-        module, params = weights.load_vgg(tc.vgg_path)
-    else:
-        module, params = vgg.init(jax.random.key(tc.vgg_seed), "vgg19")
-        module = vgg.VGG(arch="vgg19", pooling="avg")
-    variables = vgg.freeze({"params": params})
-    texture = io.load_image_or_sample(tc.image, max_side=tc.image_side)[None]
-    feats = module.apply(variables, jnp.asarray(texture), layers=tuple(tc.layers))
-    targets = perceptual.style_targets([feats], layers=tuple(tc.layers))
-    # Each layer's loss is relative to its target's mean square, so texture.weight
-    # means the same with random and pretrained features (zero features: loss 1).
-    scales = {name: 1.0 / float(jnp.mean(targets[0][name] ** 2)) for name in tc.layers}
-    weights = {n: w * scales[n] for n, w in zip(tc.layers, tc.layer_weights, strict=True)}
-    return module, variables, targets, weights
+    """(VGG module, frozen variables, normalised Gram targets of the texture sample)."""
+    weights = dict(zip(tc.layers, tc.layer_weights, strict=True))
+    module, variables = vgg_losses.frozen_vgg(tc.vgg_path, layers=tc.layers, seed=tc.vgg_seed)
+    texture = io.load_image_or_sample(tc.image, max_side=tc.image_side)
+    return module, variables, vgg_losses.StyleTargets(module, variables, [texture], weights)
 
 
 def load_trained(workdir: str) -> tuple[Experiment, dict]:

@@ -10,7 +10,6 @@ import pathlib
 import sys
 from collections.abc import Callable
 
-import jax.numpy as jnp
 import numpy as np
 from absl import flags
 
@@ -155,29 +154,6 @@ def options_from_flags(f: dict, **extra) -> gatys.Options:
     )
 
 
-def random_params(arch: str, layers, seed: int) -> dict:
-    """He-normal VGG kernels (variance 2 / fan_in) and zero biases, as `vgg.init` draws them.
-
-    Drawn with NumPy, and only for the convolutions up to the deepest of `layers`:
-    this takes well under a second, where compiling `vgg.init` for the whole
-    network takes 10-15 s on a 2-core CPU. The values differ from `vgg.init`'s.
-    """
-    order = vgg.layer_names(arch)
-    deepest = max(order.index(name) for name in layers)
-    rng = np.random.default_rng(seed)
-    params = {}
-    for name, shapes in vgg.param_shapes(arch).items():
-        if order.index(name) > deepest:
-            break
-        kernel = shapes["kernel"]
-        scale = np.sqrt(2.0 / np.prod(kernel[:3]))
-        params[name] = {
-            "kernel": jnp.asarray(rng.standard_normal(kernel, np.float32) * scale),
-            "bias": jnp.zeros(shapes["bias"], jnp.float32),
-        }
-    return params
-
-
 def load_model(f: dict, layers) -> tuple[vgg.VGG, dict]:
     """(module, params): ported weights from --vgg, or random weights for `layers` (says so)."""
     if f["vgg"].value:
@@ -192,7 +168,7 @@ def load_model(f: dict, layers) -> tuple[vgg.VGG, dict]:
         "pretrained weights; pass --vgg DIR (scripts/convert_vgg.py) for those."
     )
     module = vgg.VGG(arch=arch, pooling=f["pooling"].value)
-    return module, random_params(arch, layers, seed)
+    return module, vgg.random_params(arch, layers, seed)
 
 
 def load_styles(paths, max_side: int) -> list[np.ndarray]:

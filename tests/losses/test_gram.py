@@ -156,3 +156,16 @@ def test_bad_inputs_raise_clear_errors():
         gram.masked_gram(f, np.ones((2, 4, 6, 3), np.float32))
     with pytest.raises(ValueError, match="batch size 3 does not match"):
         gram.masked_gram(f, np.ones((3, 4, 6), np.float32))
+
+
+def test_gram_custom_gradient_equals_autodiff_of_the_einsum():
+    features = jnp.asarray(np.random.default_rng(3).normal(size=(2, 5, 4, 3)), jnp.float32)
+    probe = jnp.asarray(np.random.default_rng(4).normal(size=(2, 3, 3)), jnp.float32)
+
+    def einsum_gram(f):
+        flat = f.reshape(2, 20, 3)
+        return jnp.einsum("bpc,bpd->bcd", flat, flat) / 20
+
+    want = jax.grad(lambda f: jnp.sum(einsum_gram(f) * probe))(features)
+    got = jax.grad(lambda f: jnp.sum(gram.gram(f) * probe))(features)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
