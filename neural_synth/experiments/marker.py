@@ -27,7 +27,7 @@ from neural_synth.data import backgrounds
 from neural_synth.experiments import vgg_losses
 from neural_synth.models import marker as marker_nets
 from neural_synth.ops import render as render_lib
-from neural_synth.train import checkpoint, prng
+from neural_synth.train import prng
 from neural_synth.train import state as state_lib
 
 EVAL_SEED = 1_000_003  # Held-out bit strings and backgrounds never seen in training.
@@ -75,7 +75,7 @@ class Experiment:
             num_bits=mc.num_bits, width=mc.recog_width, norm=mc.recog_norm
         )
         self.render_cfg = render_config(config.render)
-        self.tx = optax.adam(learning_rate_schedule(config.train))
+        self.tx = optax.adam(state_lib.learning_rate_schedule(config.train))
         self._bank = backgrounds.load_bank(
             config.render.backgrounds, max_side=config.render.background_side
         )
@@ -224,18 +224,6 @@ class Experiment:
         return np.asarray(jax.nn.sigmoid(self.recog.apply({"params": params["recog"]}, images)))
 
 
-def learning_rate_schedule(tc: ml_collections.ConfigDict) -> optax.Schedule:
-    """Constant learning rate, then cosine decay over the last `decay_fraction` of steps."""
-    decay_steps = max(1, int(tc.num_steps * tc.decay_fraction))
-    return optax.join_schedules(
-        [
-            optax.constant_schedule(tc.learning_rate),
-            optax.cosine_decay_schedule(tc.learning_rate, decay_steps, alpha=0.02),
-        ],
-        [tc.num_steps - decay_steps],
-    )
-
-
 def render_config(rc: ml_collections.ConfigDict) -> render_lib.RenderConfig:
     """Translates the config's `render` block into the renderer's typed options."""
     fields = render_lib.RenderConfig.__dataclass_fields__
@@ -253,12 +241,9 @@ def _texture_setup(tc: ml_collections.ConfigDict):
 
 def load_trained(workdir: str) -> tuple[Experiment, dict]:
     """(experiment, params) of the newest checkpoint of a marker run in `workdir`."""
-    config = checkpoint.load_run_config(workdir)
-    if config.experiment != "marker":
-        raise ValueError(f"{workdir} holds a {config.experiment!r} run, not a marker run.")
-    exp = Experiment(config)
-    state, _ = checkpoint.restore_latest(workdir, exp.init_state(prng.key(0)))
-    return exp, jax.device_get(state.params)
+    from neural_synth import experiments  # The registry imports this module lazily.
+
+    return experiments.load_trained(workdir, "marker")
 
 
 def marker_sheet(

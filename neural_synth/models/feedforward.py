@@ -167,12 +167,14 @@ TRANSFORM_SIZE_MULTIPLE = 4
 
 
 def transform_receptive_radius(num_residual: int) -> int:
-    """Per-side receptive radius of TransformNet in input pixels.
+    """Per-side receptive radius of TransformNet in input pixels, for fixed norm statistics.
 
     9x9 in (4) + two stride-2 3x3 (1 + 2) + 2 convs per residual block at stride 4
-    (8 each) + two resize-convs (2 at stride 2, 1 at stride 1) + 9x9 out (4).
+    (8 each) + two resize-convs (2 at stride 2, 1 at stride 1) + 9x9 out (4), plus
+    1 px per nearest 2x upsampling, whose grid is not centred. (With per-image
+    instance-norm statistics every output depends on the whole image.)
     """
-    return 4 + 1 + 2 + 8 * num_residual + 2 + 1 + 4
+    return 4 + 1 + 2 + 8 * num_residual + 2 + 1 + 4 + 2
 
 
 def texture_receptive_radius(num_scales: int) -> int:
