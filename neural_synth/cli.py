@@ -37,3 +37,19 @@ def run(fn: Callable[[], object]) -> None:
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'HxW' -> (H, W); a clear error otherwise."""
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"A size must look like 2048x2048 (HEIGHTxWIDTH), got {text!r}.") from None
+    if h <= 0 or w <= 0:
+        raise ValueError(f"A size must be positive, got {text!r}.")
+    return h, w
+
+
+def auto_tile(height: int, width: int, tile: int, auto_pixels: int) -> int:
+    """The tile size to use: --tile, else 1024 above `auto_pixels`, else 0 (untiled)."""
+    return tile or (1024 if height * width > auto_pixels else 0)

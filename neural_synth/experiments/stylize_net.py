@@ -30,9 +30,12 @@ from neural_synth.data import backgrounds
 from neural_synth.experiments import vgg_losses
 from neural_synth.losses import perceptual
 from neural_synth.models import feedforward
+from neural_synth.ops import tiled
 from neural_synth.train import state as state_lib
 
 EVAL_SEED = 3_000_017
+MIN_SIDE = 16  # Smaller inputs leave the 1/4-resolution maps too small to reflect-pad.
+DEFAULT_STATS_PIXELS = 2048 * 2048  # Instance-norm statistics of tiled runs: from <= this area.
 
 
 class Experiment:
@@ -47,7 +50,9 @@ class Experiment:
             num_residual=config.model.num_residual,
             num_styles=len(self.styles),
         )
-        feedforward.check_size(config.train.size, config.train.size, 4, "TransformNet")
+        feedforward.check_size(
+            config.train.size, config.train.size, feedforward.TRANSFORM_STRIDE, "TransformNet"
+        )
         self.tx = optax.adam(state_lib.learning_rate_schedule(config.train))
         self.content_weights = dict(zip(sc.content_layers, sc.content_layer_weights, strict=True))
         style_weights = dict(zip(sc.layers, sc.layer_weights, strict=True))
@@ -163,3 +168,43 @@ class Experiment:
                 f"sum (one per style: {', '.join(self.config.style.images)}), got {blend}."
             )
         return (w / w.sum())[None]
+
+    def stylize(
+        self,
+        params,
+        image: np.ndarray,
+        *,
+        style_weights: np.ndarray | None = None,
+        tile: int = 0,
+        stats_pixels: int = DEFAULT_STATS_PIXELS,
+        progress: bool = False,
+    ) -> np.ndarray:
+        """Stylizes one image [H, W, 3] of any size >= 16 px; returns [H, W, 3].
+
+        The image is reflection-padded to a multiple of 4 (the network's stride)
+        and cropped back. `tile` > 0 runs it in overlapping tiles of that size
+        (seam-free, `neural_synth.ops.tiled`), with instance-norm statistics from
+        the image shrunk to at most `stats_pixels` pixels (exact when it fits).
+        """
+        h, w = image.shape[:2]
+        if min(h, w) < MIN_SIDE:
+            raise ValueError(
+                f"The input image is {h}x{w}; the network needs at least {MIN_SIDE} px."
+            )
+        padded = np.pad(image, ((0, -h % 4), (0, -w % 4), (0, 0)), mode="reflect")[None]
+        extra = () if style_weights is None else (jnp.asarray(style_weights),)
+        variables = {"params": params}
+        if tile > 0:
+            run = tiled.image_tiler(
+                self.net.apply,
+                variables,
+                tile=tile,
+                halo=feedforward.transform_receptive_radius(self.config.model.num_residual),
+                align=feedforward.TRANSFORM_STRIDE,
+                stats_pixels=stats_pixels,
+                extra_args=extra,
+            )
+            out = run(padded, progress=progress)
+        else:
+            out = jax.jit(self.net.apply)(variables, jnp.asarray(padded), *extra)
+        return np.asarray(out[0, :h, :w])

@@ -23,9 +23,11 @@ import optax
 from neural_synth import io
 from neural_synth.experiments import vgg_losses
 from neural_synth.models import feedforward
+from neural_synth.ops import tiled
 from neural_synth.train import state as state_lib
 
 EVAL_SEED = 2_000_003
+DEFAULT_STATS_PIXELS = 2048 * 2048  # Instance-norm statistics of tiled runs: from <= this area.
 
 
 class Experiment:
@@ -119,15 +121,63 @@ class Experiment:
         """Samples at the training size, and the texture sample they imitate."""
         del key
         params = jax.device_get(state.params)
-        samples = self.generate(params, height=self.config.train.size, width=self.config.train.size)
+        side = self.config.train.size
+        samples = self.generate(params, height=side, width=side, num=self.config.eval.num_samples)
         return {"samples": samples, "texture": self.texture[None]}
 
     # ------------------------------------------------------------------ inference
     def generate(
-        self, params, *, height: int, width: int, num: int = 8, seed: int = 0
+        self,
+        params,
+        *,
+        height: int,
+        width: int,
+        num: int = 1,
+        seed: int = 0,
+        tile: int = 0,
+        stats_pixels: int = DEFAULT_STATS_PIXELS,
+        progress: bool = False,
     ) -> np.ndarray:
-        """`num` textures [num, H, W, 3] from noise drawn with `seed` (untiled)."""
-        noises = feedforward.sample_noise(
-            jax.random.key(seed, impl="rbg"), self.config.model.num_scales, num, height, width
+        """`num` textures [num, H, W, 3]; texture i comes from host noise with seed `seed + i`.
+
+        `tile` > 0 generates each in overlapping tiles of that size (bounded
+        memory at any size; seam-free, `neural_synth.ops.tiled`), with the
+        instance-norm statistics of a pass on fresh noise of at most
+        `stats_pixels` pixels (the same noise, and exact, when the texture fits).
+        Tiled and untiled results agree for the same seed.
+        """
+        k = self.config.model.num_scales
+        noises = [feedforward.sample_noise_numpy(seed + i, k, height, width) for i in range(num)]
+        if tile <= 0:
+            batch = [np.concatenate(scale) for scale in zip(*noises, strict=True)]
+            return np.asarray(jax.jit(self.generate_from)(params, batch))
+        return np.concatenate(
+            [
+                self._generate_tiled(params, n, seed + i, tile, stats_pixels, progress)
+                for i, n in enumerate(noises)
+            ]
         )
-        return np.asarray(jax.jit(self.generate_from)(params, noises))
+
+    def _generate_tiled(self, params, noise, seed, tile, stats_pixels, progress) -> np.ndarray:
+        k, (_, height, width, _) = self.config.model.num_scales, noise[0].shape
+        align = 2 ** (k - 1)
+        small = tiled.stats_size(height, width, stats_pixels=stats_pixels, multiple=align)
+        stats_noise = (
+            noise if small == (height, width) else feedforward.sample_noise_numpy(seed, k, *small)
+        )
+        variables = {"params": params}
+        variables.update(
+            tiled.capture_stats(self.net.apply, variables, [jnp.asarray(n) for n in stats_noise])
+        )
+        window_fn = jax.jit(self.net.apply)
+        return tiled.tiled_apply(
+            lambda xs: window_fn(variables, xs),
+            noise,
+            factors=[2**i for i in range(k)],
+            out_channels=3,
+            tile=tile,
+            halo=feedforward.texture_receptive_radius(k),
+            align=align,
+            wrap=self.config.model.padding == "circular",
+            progress=progress,
+        )

@@ -105,6 +105,9 @@ def sample_noise_numpy(seed: int, num_scales: int, height: int, width: int) -> l
 
 
 # --------------------------------------------------------------------------- transform net
+TRANSFORM_STRIDE = 4  # Total downsampling: input sides must be multiples of this.
+
+
 def instance_norm(num_styles: int, name: str) -> nn.Module:
     """Instance norm for one style, conditional instance norm for several.
 
@@ -136,7 +139,7 @@ class TransformNet(nn.Module):
 
     @nn.compact
     def __call__(self, images: jax.Array, style_weights: jax.Array | None = None) -> jax.Array:
-        check_size(*images.shape[1:3], 4, "TransformNet")
+        check_size(*images.shape[1:3], TRANSFORM_STRIDE, "TransformNet")
         style_args = self._style_args(images.shape[0], style_weights)
         w, norm_fn = self.width, functools.partial(instance_norm, self.num_styles)
         x = layers.PaddedConv(w, 9, name="conv_in")(images * 2.0 - 1.0)
