@@ -4,7 +4,7 @@
   XLA:CPU takes its fast padded-convolution path (PERF_NOTES pitfall 1).
 - `InstanceNorm` and `ConditionalInstanceNorm`: per-image feature normalisation,
   whose statistics can be captured and fed back in (collection `norm_stats`),
-  which is what makes tiled inference seam-free (`neural_synth/ops/tiling.py`).
+  which is what makes tiled inference seam-free (`neural_synth/ops/tiled.py`).
 - `PhaseConvTranspose`: a 4x4 stride-2 transposed convolution computed as four
   2x2 sub-pixel convolutions (PERF_NOTES pitfall 2), PyTorch-compatible.
 - `ResidualBlock` and `upsample_nearest` (resize-convolution upsampling).

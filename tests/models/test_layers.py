@@ -77,9 +77,7 @@ def test_phase_conv_transpose_matches_torch():
         )
         tconv.bias.zero_()
         want = (
-            tconv(torch.from_numpy(np.array(x).transpose(0, 3, 1, 2)))
-            .numpy()
-            .transpose(0, 2, 3, 1)
+            tconv(torch.from_numpy(np.array(x).transpose(0, 3, 1, 2))).numpy().transpose(0, 2, 3, 1)
         )
     np.testing.assert_allclose(mod.apply(params, x), want, rtol=1e-5, atol=1e-5)
 

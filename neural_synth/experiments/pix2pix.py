@@ -1,0 +1,386 @@
+"""pix2pix: image-to-image translation with a conditional GAN and an L1 loss.
+
+A generator G (U-Net, encoder-decoder or ResNet blocks) maps an input x (e.g.
+an edge map) to an output; a conditional PatchGAN D judges (x, y) pairs patch
+by patch. The generator minimises
+
+    l1_weight * |G(x) - y|_1 + gan_weight * L_GAN(D(x, G(x)), real)
+
+(non-saturating GAN loss, `gan` 'vanilla' or 'lsgan'; gan_weight=0 leaves the
+L1-only baseline) and D minimises half of its real/fake loss. Both use Adam
+(learning rate 2e-4, beta1 = 0.5), constant and then linearly decayed to 0 over
+the last `decay_fraction` of the steps.
+
+One compiled `train_step` updates both networks in junyanz's order: one
+forward pass of G gives the fakes; D takes a step on (real, detached fake);
+then G takes a step through the *updated* D on the same fakes (same dropout
+mask: G's backward pass reuses the forward pass through `jax.vjp`, so G runs
+forward once per step).
+
+Training pairs get random jitter on the host (resize to `load_size`, the same
+random crop to `crop_size` for input and target, mirroring), reproducible from
+(seed, step, process). Evaluation runs on held-out 'test' pairs fitted to the
+crop size, without jitter, with dropout as configured for inference
+(`inference_dropout`; a fixed key so evaluations are comparable), and reports
+L1, PSNR and SSIM. `translate` runs a trained generator on images of any size
+that is large enough (reflection padding to the size multiple, then cropped).
+
+References:
+  Isola, Zhu, Zhou & Efros, "Image-to-Image Translation with Conditional
+    Adversarial Networks", CVPR 2017.
+  Wang, Bovik, Sheikh & Simoncelli, "Image Quality Assessment: From Error
+    Visibility to Structural Similarity", IEEE TIP 2004 (SSIM).
+"""
+
+import functools
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from neural_synth import io
+from neural_synth.data import pix2pix as pix2pix_data
+from neural_synth.losses import adversarial
+from neural_synth.models import patchgan, unet
+from neural_synth.train import checkpoint, prng
+
+EVAL_SEED = 1_000_003  # Dropout noise of evaluations, summaries and `translate`.
+ADAM_B1 = 0.5
+NUM_SUMMARY_EXAMPLES = 8
+
+
+@flax.struct.dataclass
+class Pix2PixState:
+    """Step, parameters {'generator', 'discriminator'} and one Adam state per network."""
+
+    step: jax.Array
+    params: Any
+    g_opt_state: Any
+    d_opt_state: Any
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def psnr(images: jax.Array, targets: jax.Array, *, data_range: float = 1.0) -> jax.Array:
+    """Peak signal-to-noise ratio in dB of each image [B, H, W, C]: [B]."""
+    mse = jnp.mean(jnp.square(images - targets), axis=(1, 2, 3))
+    return 10.0 * jnp.log10(data_range**2 / mse)
+
+
+def gaussian_window(sigma: float = 1.5, truncate: float = 3.5) -> np.ndarray:
+    """Normalised 1-D Gaussian taps, as scipy.ndimage.gaussian_filter uses (11 for 1.5)."""
+    radius = int(truncate * sigma + 0.5)
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    w = np.exp(-0.5 * (x / sigma) ** 2)
+    return (w / w.sum()).astype(np.float32)
+
+
+def ssim(
+    images: jax.Array,
+    targets: jax.Array,
+    *,
+    data_range: float = 1.0,
+    sigma: float = 1.5,
+    k1: float = 0.01,
+    k2: float = 0.03,
+    sample_covariance: bool = True,
+) -> jax.Array:
+    """Mean structural similarity of each image pair [B, H, W, C]: [B].
+
+    Gaussian-weighted local statistics (11x11 window for sigma 1.5), averaged
+    over the positions whose window lies inside the image and over channels:
+    the same as scikit-image's `structural_similarity(gaussian_weights=True,
+    data_range=data_range, channel_axis=-1)` (which also rescales the local
+    (co)variances by N / (N - 1), N = 121, unless `sample_covariance=False`).
+
+    References: Wang, Bovik, Sheikh & Simoncelli, "Image Quality Assessment:
+      From Error Visibility to Structural Similarity", IEEE TIP 2004.
+    """
+    taps = gaussian_window(sigma)
+    n = taps.size
+    if images.shape != targets.shape or images.ndim != 4 or min(images.shape[1:3]) < n:
+        raise ValueError(
+            f"ssim needs two image batches [B, H, W, C] of one shape with H, W >= {n}; "
+            f"got {images.shape} and {targets.shape}."
+        )
+    a, b = images.astype(jnp.float32), targets.astype(jnp.float32)
+    stats = _local_means(jnp.concatenate([a, b, a * a, b * b, a * b], axis=-1), taps)
+    mu_a, mu_b, aa, bb, ab = jnp.split(stats, 5, axis=-1)  # Each [B, H - n + 1, W - n + 1, C].
+    cov_norm = n * n / (n * n - 1.0) if sample_covariance else 1.0
+    var_a, var_b = cov_norm * (aa - mu_a * mu_a), cov_norm * (bb - mu_b * mu_b)
+    cov = cov_norm * (ab - mu_a * mu_b)
+    c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
+    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / (
+        (mu_a * mu_a + mu_b * mu_b + c1) * (var_a + var_b + c2)
+    )
+    return jnp.mean(s, axis=(1, 2, 3))
+
+
+def _local_means(x: jax.Array, taps: np.ndarray) -> jax.Array:
+    """Separable Gaussian filter without padding (VALID) of every channel of [B, H, W, C]."""
+    c, n = x.shape[-1], taps.size
+    conv = lambda y, k: jax.lax.conv_general_dilated(
+        y, k, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=c
+    )
+    k = jnp.tile(jnp.asarray(taps)[:, None, None, None], (1, 1, 1, c))  # [n, 1, 1, C]
+    return conv(conv(x, k), k.reshape(1, n, 1, c))
+
+
+def image_metrics(outputs: jax.Array, targets: jax.Array) -> dict[str, jax.Array]:
+    """Per-image L1, PSNR and SSIM of [B, H, W, 3] batches in [0, 1]: {name: [B]}."""
+    return {
+        "l1": jnp.mean(jnp.abs(outputs - targets), axis=(1, 2, 3)),
+        "psnr": psnr(outputs, targets),
+        "ssim": ssim(outputs, targets),
+    }
+
+
+# ----------------------------------------------------------------------------- experiment
+
+
+def size_pair(size) -> tuple[int, int]:
+    """An int side or a (height, width) pair from a config -> (height, width)."""
+    if isinstance(size, int):
+        return size, size
+    return pix2pix_data.check_size(tuple(size))
+
+
+class Experiment:
+    """The pix2pix experiment (protocol: `neural_synth/train/trainer.py`)."""
+
+    def __init__(self, config: ml_collections.ConfigDict):
+        self.config = config
+        dc, mc = config.data, config.model
+        self.crop, self.load = size_pair(dc.crop_size), size_pair(dc.load_size)
+        if self.crop[0] > self.load[0] or self.crop[1] > self.load[1]:
+            raise ValueError(
+                f"data.crop_size {self.crop} must not exceed data.load_size {self.load}."
+            )
+        self.generator = unet.generator(
+            mc.generator,
+            image_size=self.crop,
+            width=mc.width,
+            num_downs=mc.num_downs,
+            norm=mc.norm,
+            dropout=mc.dropout,
+        )
+        self.discriminator = patchgan.PatchGAN(mc.receptive_field, mc.disc_width, mc.norm)
+        patchgan.check_size(*self.crop, mc.receptive_field)
+        if config.loss.gan not in adversarial.GAN_KINDS:
+            raise ValueError(
+                f"loss.gan must be one of {adversarial.GAN_KINDS}, got {config.loss.gan!r}."
+            )
+        self.g_tx = optax.adam(learning_rate_schedule(config.train), b1=ADAM_B1)
+        self.d_tx = optax.adam(learning_rate_schedule(config.train), b1=ADAM_B1)
+        self._pairs = {}  # split -> (inputs, targets) uint8, loaded on first use.
+
+    @property
+    def min_side(self) -> int:
+        """Smallest input side `translate` accepts."""
+        return max(
+            self.generator.size_multiple, 8 if self.config.model.generator == "resnet" else 1
+        )
+
+    # ------------------------------------------------------------------ state
+    def init_state(self, key: jax.Array) -> Pix2PixState:
+        k_g, k_d = jax.random.split(key)
+        x = jnp.zeros((1, *self.crop, 3))
+        params = {
+            "generator": self.generator.init(k_g, x, deterministic=True)["params"],
+            "discriminator": self.discriminator.init(k_d, x, x)["params"],
+        }
+        return Pix2PixState(
+            step=jnp.zeros((), jnp.int32),
+            params=params,
+            g_opt_state=self.g_tx.init(params["generator"]),
+            d_opt_state=self.d_tx.init(params["discriminator"]),
+        )
+
+    # ------------------------------------------------------------------ data
+    def pairs(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 (inputs, targets) [N, H, W, 3]: 'train' at load_size, others at crop_size."""
+        if split not in self._pairs:
+            dc = self.config.data
+            limit = dc.max_examples if split == "train" else self.config.eval.num_examples
+            self._pairs[split] = pix2pix_data.load_pairs(
+                dc.source,
+                split,
+                data_dir=dc.data_dir or None,
+                size=self.load if split == "train" else self.crop,
+                max_examples=limit or None,
+                direction=dc.direction,
+            )
+            if not len(self._pairs[split][0]):
+                raise ValueError(f"Data source {dc.source!r} has no {split!r} pairs.")
+        return self._pairs[split]
+
+    def train_batches(self, *, seed: int, start_step: int, batch_size: int):
+        """Jittered random pairs {'input', 'target'} [B, h, w, 3], reproducible from (seed, step, process)."""
+        inputs, targets = self.pairs("train")
+        step, dc = start_step, self.config.data
+        while True:
+            rng = np.random.default_rng([seed, step, jax.process_index()])
+            ids = rng.integers(len(inputs), size=batch_size)
+            a, b = pix2pix_data.jitter(
+                rng, inputs[ids], targets[ids], crop=self.crop, load=self.load, mirror=dc.mirror
+            )
+            yield {"input": a, "target": b}
+            step += 1
+
+    # ------------------------------------------------------------------ step
+    def generate(self, g_params, images: jax.Array, key: jax.Array, *, deterministic: bool):
+        """G(images) [B, H, W, 3] in [0, 1]; `key` drives the dropout noise."""
+        return self.generator.apply(
+            {"params": g_params}, images, deterministic=deterministic, rngs={"dropout": key}
+        )
+
+    def discriminator_loss(self, d_params, inputs, targets, fakes):
+        """D's halved loss on real pairs and (detached) fake pairs, and its metrics."""
+        real = self.discriminator.apply({"params": d_params}, inputs, targets)
+        fake = self.discriminator.apply({"params": d_params}, inputs, fakes)
+        gan = self.config.loss.gan
+        loss = adversarial.discriminator_loss(real, fake, gan=gan)
+        accuracy = adversarial.discriminator_accuracy(real, fake, gan=gan)
+        return loss, {"loss/d": loss, "d/accuracy": accuracy}
+
+    def generator_loss(self, fakes, inputs, targets, d_params):
+        """l1_weight * L1 + gan_weight * non-saturating GAN loss, as a function of the fakes."""
+        lc = self.config.loss
+        l1 = jnp.mean(jnp.abs(fakes - targets))
+        metrics = {"loss/g_l1": l1}
+        total = lc.l1_weight * l1
+        if lc.gan_weight:
+            logits = self.discriminator.apply({"params": d_params}, inputs, fakes)
+            metrics["loss/g_gan"] = adversarial.generator_loss(logits, gan=lc.gan)
+            total = total + lc.gan_weight * metrics["loss/g_gan"]
+        metrics["loss/g_total"] = total
+        return total, metrics
+
+    def train_step(self, state: Pix2PixState, batch, key):
+        """D step on the detached fakes, then G step through the updated D (one G forward)."""
+        x, y = batch["input"], batch["target"]
+        g_fn = lambda p: self.generate(p, x, key, deterministic=False)
+        fakes, g_vjp = jax.vjp(g_fn, state.params["generator"])
+        d_grads, d_metrics = jax.grad(self.discriminator_loss, has_aux=True)(
+            state.params["discriminator"], x, y, jax.lax.stop_gradient(fakes)
+        )
+        d_updates, d_opt_state = self.d_tx.update(
+            d_grads, state.d_opt_state, state.params["discriminator"]
+        )
+        d_params = optax.apply_updates(state.params["discriminator"], d_updates)
+        fake_grads, g_metrics = jax.grad(self.generator_loss, has_aux=True)(fakes, x, y, d_params)
+        (g_grads,) = g_vjp(fake_grads)
+        g_updates, g_opt_state = self.g_tx.update(
+            g_grads, state.g_opt_state, state.params["generator"]
+        )
+        g_params = optax.apply_updates(state.params["generator"], g_updates)
+        new_state = state.replace(
+            step=state.step + 1,
+            params={"generator": g_params, "discriminator": d_params},
+            g_opt_state=g_opt_state,
+            d_opt_state=d_opt_state,
+        )
+        return new_state, {**d_metrics, **g_metrics}
+
+    # ------------------------------------------------------------------ eval
+    @functools.partial(jax.jit, static_argnums=(0, 4))
+    def _generate_jit(self, g_params, images, key, deterministic: bool):
+        return self.generate(g_params, images, key, deterministic=deterministic)
+
+    @functools.partial(jax.jit, static_argnums=0)
+    def _eval_batch(self, g_params, inputs, targets, key):
+        outputs = self.generate(
+            g_params, inputs, key, deterministic=not self.config.model.inference_dropout
+        )
+        return image_metrics(outputs, targets)
+
+    def _test_batches(self):
+        """Float32 (inputs, targets) batches of the held-out pairs, eval.batch_size each."""
+        inputs, targets = self.pairs("test")
+        size = self.config.eval.batch_size
+        for i in range(0, len(inputs), size):
+            yield (x[i : i + size].astype(np.float32) / 255.0 for x in (inputs, targets))
+
+    def evaluate(self, state, key) -> dict:
+        """Mean L1, PSNR (dB) and SSIM of G's outputs on the held-out pairs."""
+        del key  # A fixed key: every evaluation sees the same dropout noise.
+        g_params = jax.device_get(state.params["generator"])
+        values = {"l1": [], "psnr": [], "ssim": []}
+        for i, (inputs, targets) in enumerate(self._test_batches()):
+            batch = self._eval_batch(g_params, inputs, targets, jax.random.fold_in(_eval_key(), i))
+            for name, v in jax.device_get(batch).items():
+                values[name].append(v)
+        results = {name: float(np.mean(np.concatenate(v))) for name, v in values.items()}
+        return {**results, "num_examples": len(np.concatenate(values["l1"]))}
+
+    def summaries(self, state, key) -> dict[str, np.ndarray]:
+        """One grid [1, H', W', 3] whose rows are test examples: input | output | target."""
+        del key
+        inputs, targets = (x[:NUM_SUMMARY_EXAMPLES] / np.float32(255) for x in self.pairs("test"))
+        outputs = self.translate(jax.device_get(state.params), inputs)
+        triples = np.stack([inputs, outputs, targets], axis=1).reshape(-1, *inputs.shape[1:])
+        return {"input_output_target": io.make_grid(triples, ncols=3)[None]}
+
+    # ------------------------------------------------------------------ inference
+    def translate(
+        self, params, images: np.ndarray, *, seed: int = EVAL_SEED, deterministic=None
+    ) -> np.ndarray:
+        """G's outputs for images [H, W, 3] or [B, H, W, 3] of any size >= `min_side`.
+
+        Each side is reflection-padded to the next multiple of the generator's
+        size multiple, translated and cropped back. `deterministic` defaults to
+        `not config.model.inference_dropout`; `seed` picks the dropout noise.
+        """
+        x = np.asarray(images, np.float32)
+        single = x.ndim == 3
+        x = x[None] if single else x
+        height, width = x.shape[1:3]
+        if min(height, width) < self.min_side:
+            raise ValueError(
+                f"The input is {height}x{width} px; this {self.config.model.generator} needs "
+                f"at least {self.min_side} px per side: use a larger image."
+            )
+        m = self.generator.size_multiple
+        pad_h, pad_w = -height % m, -width % m
+        top, left = pad_h // 2, pad_w // 2
+        x = np.pad(x, ((0, 0), (top, pad_h - top), (left, pad_w - left), (0, 0)), mode="reflect")
+        if deterministic is None:
+            deterministic = not self.config.model.inference_dropout
+        out = self._generate_jit(
+            params["generator"], x, prng.key(seed), bool(deterministic)
+        )  # [B, H + pad_h, W + pad_w, 3]
+        out = np.asarray(out)[:, top : top + height, left : left + width]
+        return out[0] if single else out
+
+
+def _eval_key() -> jax.Array:
+    return prng.key(EVAL_SEED)
+
+
+def learning_rate_schedule(tc: ml_collections.ConfigDict) -> optax.Schedule:
+    """Constant, then linear decay to 0 over the last `decay_fraction` of steps (junyanz 'linear')."""
+    decay_steps = int(tc.num_steps * tc.decay_fraction)
+    if decay_steps <= 0:
+        return optax.constant_schedule(tc.learning_rate)
+    return optax.join_schedules(
+        [
+            optax.constant_schedule(tc.learning_rate),
+            optax.linear_schedule(tc.learning_rate, 0.0, decay_steps),
+        ],
+        [tc.num_steps - decay_steps],
+    )
+
+
+def load_trained(workdir: str) -> tuple[Experiment, dict]:
+    """(experiment, params) of the newest checkpoint of a pix2pix run in `workdir`."""
+    config = checkpoint.load_run_config(workdir)
+    if config.experiment != "pix2pix":
+        raise ValueError(f"{workdir} holds a {config.experiment!r} run, not a pix2pix run.")
+    exp = Experiment(config)
+    state, _ = checkpoint.restore_latest(workdir, exp.init_state(prng.key(0)))
+    return exp, jax.device_get(state.params)

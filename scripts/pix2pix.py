@@ -1,0 +1,73 @@
+"""Use a trained pix2pix model, and make edge maps to try it with.
+
+  python -m scripts.pix2pix --workdir W --input edges.png --out photo.png
+  python -m scripts.pix2pix edges --input photo.jpg --out edges.png
+
+The first form translates one image of any size the network accepts (each
+side at least 2^num_downs of the U-Net; other sizes are reflection-padded to a
+multiple and cropped back); dropout noise stays on when the run was trained
+with inference_dropout (the paper's choice), --seed picks it and
+--deterministic turns it off. `edges` writes the Canny edge map (black lines
+on white) that edges2X models were trained on; --max_side shrinks large
+photos first so the lines have the density of the training data.
+"""
+
+import sys
+
+from absl import app, flags
+
+from neural_synth import cli, io
+
+COMMANDS = ("translate", "edges")
+_WORKDIR = flags.DEFINE_string("workdir", None, "translate: work directory of a pix2pix run.")
+_INPUT = flags.DEFINE_string("input", None, "Input image (edge map, label map, photo...).")
+_OUT = flags.DEFINE_string("out", None, "Output image path (.png or .jpg).")
+_SEED = flags.DEFINE_integer("seed", 0, "translate: seed of the dropout noise.")
+_DETERMINISTIC = flags.DEFINE_bool(
+    "deterministic", False, "translate: no dropout noise, even if the run keeps it at inference."
+)
+_MAX_SIDE = flags.DEFINE_integer(
+    "max_side", 256, "edges: shrink the photo to this longest side first (0: keep its size)."
+)
+_SIGMA = flags.DEFINE_float("sigma", 2.0, "edges: Canny sigma (larger: fewer, smoother lines).")
+
+
+def translate() -> None:
+    from neural_synth.experiments import pix2pix  # Lazy: JAX start-up only when needed.
+
+    image = io.load_image(_require(_INPUT, "translate"))
+    out_path = _require(_OUT, "translate")
+    exp, params = pix2pix.load_trained(_require(_WORKDIR, "translate"))
+    deterministic = True if _DETERMINISTIC.value else None
+    output = exp.translate(params, image, seed=_SEED.value, deterministic=deterministic)
+    io.save_image(out_path, output)
+    print(f"Wrote {out_path} ({output.shape[0]}x{output.shape[1]})")
+
+
+def edges() -> None:
+    from neural_synth.data import pix2pix as pix2pix_data
+
+    max_side = _MAX_SIDE.value or None
+    photo = io.load_image(_require(_INPUT, "edges"), max_side=max_side)
+    out_path = _require(_OUT, "edges")
+    io.save_image(out_path, pix2pix_data.edges(photo, sigma=_SIGMA.value))
+    print(f"Wrote {out_path} ({photo.shape[0]}x{photo.shape[1]} edge map)")
+
+
+def _require(flag, command: str) -> str:
+    if not flag.value:
+        raise ValueError(f"{command} needs --{flag.name}.")
+    return flag.value
+
+
+def main(argv):
+    if len(argv) > 2 or (len(argv) == 2 and argv[1] not in COMMANDS):
+        print(f"error: give at most one command: {' | '.join(COMMANDS)}", file=sys.stderr)
+        sys.exit(1)
+    cli.setup()
+    command = translate if len(argv) == 1 or argv[1] == "translate" else edges
+    cli.run(command)
+
+
+if __name__ == "__main__":
+    app.run(main)
