@@ -36,7 +36,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         content_layers=("relu2_2",),
         content_layer_weights=(1.0,),
     )
-    c.data = dict(source="skimage", image_side=256, max_images=64)
+    c.data = dict(source="skimage", image_side=320, max_images=64)  # longest side of loaded photos
     c.model = dict(width=16, num_residual=5)
     c.loss = dict(content_weight=1.0, style_weight=2.0, tv_weight=0.0)
     c.train = dict(
