@@ -41,15 +41,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.loss = dict(content_weight=1.0, style_weight=2.0, tv_weight=0.0)
     c.train = dict(
         size=128,  # side of the content crops (a multiple of 4)
-        num_steps=1000,
+        num_steps=400,
         batch_size=4,
-        learning_rate=1e-3,
+        learning_rate=2e-3,
         decay_fraction=0.3,
         log_every_steps=50,
-        checkpoint_every_steps=250,
+        checkpoint_every_steps=200,
         keep_checkpoints=2,
-        eval_every_steps=500,
-        summary_every_steps=500,
+        eval_every_steps=200,
+        summary_every_steps=200,
     )
     c.eval = dict(num_images=8)
     if variant == "smoke":
@@ -70,7 +70,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.eval.update(num_images=4)
     elif variant == "multi":
         c.style.update(images=("skimage:immunohistochemistry", "skimage:hubble_deep_field"))
-        c.train.update(num_steps=1500)
+        c.train.update(num_steps=800)
     elif variant == "paper":
         # Johnson et al.: COCO 256 px crops, batch 4, 40k iterations, VGG16 losses.
         c.style.update(

@@ -36,15 +36,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.loss = dict(diversity_weight=0.0, diversity_layer="relu4_1")
     c.train = dict(
         size=128,  # side of the training samples (a multiple of 2^(num_scales-1))
-        num_steps=1500,
+        num_steps=600,
         batch_size=4,
         learning_rate=1e-2,
         decay_fraction=0.5,
         log_every_steps=50,
-        checkpoint_every_steps=500,
+        checkpoint_every_steps=200,
         keep_checkpoints=2,
-        eval_every_steps=500,
-        summary_every_steps=500,
+        eval_every_steps=300,
+        summary_every_steps=300,
     )
     c.eval = dict(num_samples=4)
     if variant == "smoke":
