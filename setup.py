@@ -15,6 +15,7 @@ INSTALL_REQUIRES = [
     "scikit-image>=0.22",
     "h5py>=3.9",
     "safetensors>=0.4",
+    "tensorboardX>=2.6",
 ]
 
 EXTRAS_REQUIRE = {

@@ -15,9 +15,10 @@ import jax.numpy as jnp
 from absl import app, flags
 from ml_collections import config_flags
 
-from neural_synth import cli, experiments
+from neural_synth import experiments
 from neural_synth.train import mesh as mesh_lib
 from neural_synth.train import prng, trainer
+from scripts import common
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/marker.py", "Marker config file.")
 _STEPS = flags.DEFINE_integer("steps", 20, "Train steps per timed run.")
@@ -75,7 +76,7 @@ def _breakdown(exp, params, batch, repeats: int) -> dict[str, float]:
 
 def main(argv):
     del argv
-    cli.setup()
+    common.setup()
     config = _CONFIG.value
     r = benchmark(config, _STEPS.value, _REPEATS.value)
     batch = config.train.batch_size

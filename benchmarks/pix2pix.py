@@ -8,7 +8,7 @@ What is timed (U-Net256, width 64, batch norm, dropout; 70x70 PatchGAN, width
 64; Adam; loss 100 * L1 + vanilla GAN; random data; float32; medians of
 --repeats runs of --steps steps):
 
-1. JAX: `neural_synth.experiments.pix2pix.Experiment.train_step` compiled the way
+1. JAX: `neural_synth.experiments.pix2pix.Pix2PixExperiment.train_step` compiled the way
    the trainer compiles it (jit, donated state), one G forward, a D step, a G
    step through the updated D.
 2. PyTorch (when installed): the same two networks in torch.nn (junyanz's
@@ -37,9 +37,10 @@ import jax
 import numpy as np
 from absl import app, flags
 
-from neural_synth import cli, experiments
+from neural_synth import experiments
 from neural_synth.train import mesh as mesh_lib
 from neural_synth.train import prng, trainer
+from scripts import common
 
 _SIZE = flags.DEFINE_integer("size", 256, "Square image side.")
 _BATCH_SIZES = flags.DEFINE_list("batch_sizes", ["1", "8"], "Batch sizes to time.")
@@ -290,7 +291,7 @@ def main(argv):
     if not _YNN.value:  # Before JAX initialises its CPU backend.
         flag = "--xla_cpu_experimental_ynn_fusion_type="
         os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip()
-    cli.setup()
+    common.setup()
     print(
         f"devices: {jax.device_count()} x {jax.devices()[0].device_kind}, "
         f"{os.cpu_count()} CPU cores; U-Net{_SIZE.value} width {_WIDTH.value} + 70x70 PatchGAN, "

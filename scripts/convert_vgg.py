@@ -9,11 +9,10 @@ Example:
   python -m scripts.convert_vgg --src vgg19-dcbb9e9d.pth --arch vgg19 --out weights/vgg19
 """
 
-import sys
-
 from absl import app, flags
 
-from neural_synth import cli, weights
+from neural_synth import weights
+from scripts import common
 
 ARCHS = ("vgg16", "vgg19", "auto")
 FORMATS = ("auto", "pth", "safetensors", "h5")
@@ -94,16 +93,9 @@ def _convert() -> str:
     )
 
 
-def main(argv: list[str]) -> None:
-    cli.setup()
-    try:
-        if len(argv) > 1:
-            raise ValueError(f"unexpected arguments {argv[1:]}; use --flag=value")
-        print(_convert())
-    except cli.USER_ERRORS as e:  # WeightFormatError is a ValueError.
-        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)  # Always one line.
-        sys.exit(1)
+def run() -> None:
+    print(_convert())
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(common.main(run))

@@ -11,14 +11,14 @@ from a random-weight VGG (seeded), which the script says.
 """
 
 import pathlib
-import sys
 
 import jax
-from absl import app, flags, logging
+from absl import app, flags
 
 from neural_synth import io
 from neural_synth.models import vgg
 from neural_synth.viz import features
+from scripts import common
 
 _IMAGE = flags.DEFINE_string(
     "image",
@@ -114,22 +114,5 @@ def run() -> list[pathlib.Path]:
     return list(paths.values())
 
 
-def main(argv: list[str]) -> int:
-    if not flags.FLAGS["verbosity"].present:
-        # absl shows INFO logs by default (JAX's backend probing); keep the output
-        # to this script's own lines unless --verbosity asks for more.
-        logging.set_verbosity(logging.WARNING)
-    if len(argv) > 1:
-        print(f"error: unexpected arguments {argv[1:]}; use --flag=value", file=sys.stderr)
-        return 1
-    try:
-        run()
-    except (ValueError, OSError, ImportError) as e:
-        message = " ".join(str(e).split())  # One line, whatever the source.
-        print(f"error: {message}", file=sys.stderr)
-        return 1
-    return 0
-
-
 if __name__ == "__main__":
-    app.run(main)
+    app.run(common.main(run))

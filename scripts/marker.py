@@ -10,15 +10,14 @@ background around it); it prints the bits and each bit's confidence.
 """
 
 import json
-import sys
 
 import numpy as np
 from absl import app, flags
 
-from neural_synth import cli, io
+from neural_synth import experiments, io
 from neural_synth.experiments import marker
+from scripts import common
 
-COMMANDS = ("encode", "sheet", "decode")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Work directory of a trained marker run.")
 _BITS = flags.DEFINE_string(
     "bits", None, "encode: the bit string to encode, e.g. 0110... (length = the model's num_bits)."
@@ -37,26 +36,35 @@ _JSON = flags.DEFINE_bool("json", False, "decode: print the result as JSON.")
 flags.mark_flag_as_required("workdir")
 
 
-def encode(exp, params) -> None:
-    bits = marker.string_to_bits(_require(_BITS, "encode"), exp.config.marker.num_bits)
+def _trained():
+    return experiments.load_trained(_WORKDIR.value, "marker")
+
+
+def encode() -> None:
+    bits_text, out = common.require(_BITS, "encode"), common.require(_OUT, "encode")
+    exp, params = _trained()
+    bits = marker.string_to_bits(bits_text, exp.config.marker.num_bits)
     image = marker.printable(exp.encode(params, bits)[0], _SIZE.value)
-    io.save_image(_require(_OUT, "encode"), image)
+    io.save_image(out, image)
     print(f"Wrote {_OUT.value} for bits {_BITS.value}")
 
 
-def sheet(exp, params) -> None:
+def sheet() -> None:
+    out = common.require(_OUT, "sheet")
+    exp, params = _trained()
     rng = np.random.default_rng(_SEED.value)
     bits = marker.random_bits(rng, _NUM.value, exp.config.marker.num_bits)
     labels = [marker.bits_to_string(b) for b in bits]
     io.save_image(
-        _require(_OUT, "sheet"),
+        out,
         marker.marker_sheet(exp.encode(params, bits), labels, cell=_SIZE.value),
     )
     print(f"Wrote {_OUT.value} with {len(labels)} markers:\n" + "\n".join(labels))
 
 
-def decode(exp, params) -> None:
-    image = io.load_image(_require(_IMAGE, "decode"))
+def decode() -> None:
+    image = io.load_image(common.require(_IMAGE, "decode"))
+    exp, params = _trained()
     probs = exp.decode(params, image[None])[0]
     bits = marker.bits_to_string(probs - 0.5)
     confidence = np.where(probs > 0.5, probs, 1.0 - probs)
@@ -70,20 +78,5 @@ def decode(exp, params) -> None:
         )
 
 
-def _require(flag, command: str) -> str:
-    if not flag.value:
-        raise ValueError(f"{command} needs --{flag.name}.")
-    return flag.value
-
-
-def main(argv):
-    if len(argv) != 2 or argv[1] not in COMMANDS:
-        print(f"error: give one command: {' | '.join(COMMANDS)}", file=sys.stderr)
-        sys.exit(1)
-    cli.setup()
-    command = globals()[argv[1]]
-    cli.run(lambda: command(*marker.load_trained(_WORKDIR.value)))
-
-
 if __name__ == "__main__":
-    app.run(main)
+    app.run(common.main(commands={"encode": encode, "sheet": sheet, "decode": decode}))

@@ -12,13 +12,11 @@ on white) that edges2X models were trained on; --max_side shrinks large
 photos first so the lines have the density of the training data.
 """
 
-import sys
-
 from absl import app, flags
 
-from neural_synth import cli, io
+from neural_synth import experiments, io
+from scripts import common
 
-COMMANDS = ("translate", "edges")
 _WORKDIR = flags.DEFINE_string("workdir", None, "translate: work directory of a pix2pix run.")
 _INPUT = flags.DEFINE_string("input", None, "Input image (edge map, label map, photo...).")
 _OUT = flags.DEFINE_string("out", None, "Output image path (.png or .jpg).")
@@ -33,11 +31,9 @@ _SIGMA = flags.DEFINE_float("sigma", 2.0, "edges: Canny sigma (larger: fewer, sm
 
 
 def translate() -> None:
-    from neural_synth.experiments import pix2pix  # Lazy: JAX start-up only when needed.
-
-    image = io.load_image(_require(_INPUT, "translate"))
-    out_path = _require(_OUT, "translate")
-    exp, params = pix2pix.load_trained(_require(_WORKDIR, "translate"))
+    image = io.load_image(common.require(_INPUT, "translate"))
+    out_path = common.require(_OUT, "translate")
+    exp, params = experiments.load_trained(common.require(_WORKDIR, "translate"), "pix2pix")
     deterministic = True if _DETERMINISTIC.value else None
     output = exp.translate(params, image, seed=_SEED.value, deterministic=deterministic)
     io.save_image(out_path, output)
@@ -48,26 +44,11 @@ def edges() -> None:
     from neural_synth.data import pix2pix as pix2pix_data
 
     max_side = _MAX_SIDE.value or None
-    photo = io.load_image(_require(_INPUT, "edges"), max_side=max_side)
-    out_path = _require(_OUT, "edges")
+    photo = io.load_image(common.require(_INPUT, "edges"), max_side=max_side)
+    out_path = common.require(_OUT, "edges")
     io.save_image(out_path, pix2pix_data.edges(photo, sigma=_SIGMA.value))
     print(f"Wrote {out_path} ({photo.shape[0]}x{photo.shape[1]} edge map)")
 
 
-def _require(flag, command: str) -> str:
-    if not flag.value:
-        raise ValueError(f"{command} needs --{flag.name}.")
-    return flag.value
-
-
-def main(argv):
-    if len(argv) > 2 or (len(argv) == 2 and argv[1] not in COMMANDS):
-        print(f"error: give at most one command: {' | '.join(COMMANDS)}", file=sys.stderr)
-        sys.exit(1)
-    cli.setup()
-    command = translate if len(argv) == 1 or argv[1] == "translate" else edges
-    cli.run(command)
-
-
 if __name__ == "__main__":
-    app.run(main)
+    app.run(common.main(commands={"translate": translate, "edges": edges}, default="translate"))

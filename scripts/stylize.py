@@ -2,7 +2,7 @@ r"""Style transfer by image optimization (Gatys et al.).
 
   python -m scripts.stylize --content c.jpg --style s.jpg --out out.png
   python -m scripts.stylize --content c.jpg --style s1.jpg --style s2.jpg \
-      --style_weights 0.7,0.3 --preserve_color luminance --out out.png
+      --blend_weights 0.7,0.3 --preserve_color luminance --out out.png
   python -m scripts.stylize --style a.jpg --style b.jpg --masks vertical   # left/right
   python -m scripts.stylize --max_side 1024 --num_scales 3 --coarse_steps 100   # large
 
@@ -16,7 +16,8 @@ import numpy as np
 from absl import app, flags
 
 from neural_synth import io
-from neural_synth.optimize import color_transfer, gatys, gatys_cli
+from neural_synth.optimize import color_transfer, gatys
+from scripts import common, gatys_flags
 
 RANDOM_WEIGHTS_CONTENT_LAYER = "relu2_2"
 _CONTENT = flags.DEFINE_multi_string(
@@ -50,8 +51,8 @@ _PRESERVE_COLOR = flags.DEFINE_enum(
 _MATCH = flags.DEFINE_enum(
     "color_match", "cholesky", color_transfer.MATCH_MODES, "Matrix of --preserve_color=histogram."
 )
-_FLAGS = gatys_cli.define_flags(steps=100, init="content", style_weight=3.0)
-flags.adopt_module_key_flags(gatys_cli)  # --help lists the shared optimization flags too.
+_FLAGS = gatys_flags.define_flags(steps=100, init="content", style_weight=3.0)
+flags.adopt_module_key_flags(gatys_flags)  # --help lists the shared optimization flags too.
 
 
 def content_layers() -> tuple[str, ...]:
@@ -65,8 +66,8 @@ def content_layers() -> tuple[str, ...]:
 
 def run() -> None:
     """Loads the images and weights, runs the optimization, writes the result(s)."""
-    out = gatys_cli.check_out(_OUT.value)
-    options = gatys_cli.options_from_flags(
+    out = gatys_flags.check_out(_OUT.value)
+    options = gatys_flags.options_from_flags(
         _FLAGS,
         content_layers=content_layers(),
         content_weight=_CONTENT_WEIGHT.value,
@@ -80,11 +81,11 @@ def run() -> None:
     gatys.check_size(size, arch, layers)
     rest = [io.load_image_or_sample(c, size=size) for c in _CONTENT.value[1:]]
     content = np.stack([first, *rest])
-    styles = gatys_cli.load_styles(_STYLE.value, _FLAGS["style_max_side"].value)
+    styles = gatys_flags.load_styles(_STYLE.value, _FLAGS["style_max_side"].value)
     init = _FLAGS["init_image"].value
     init_image = io.load_image_or_sample(init) if init else None
-    masks = gatys_cli.region_masks(_FLAGS["masks"].value, len(styles), *size)
-    module, params = gatys_cli.load_model(_FLAGS, layers)
+    masks = gatys_flags.region_masks(_FLAGS["masks"].value, len(styles), *size)
+    module, params = gatys_flags.load_model(_FLAGS, layers)
     print(
         f"Optimizing {len(content)} image(s) of {size[1]}x{size[0]} with {options.optimizer} "
         f"for {options.num_steps} steps (the first chunk includes compilation)."
@@ -94,18 +95,14 @@ def run() -> None:
         params,
         styles=styles,
         content=content,
-        blend_weights=gatys_cli.floats(_FLAGS["style_weights"].value, "style_weights"),
+        blend_weights=common.parse_floats(_FLAGS["blend_weights"].value, "blend_weights"),
         region_masks=masks,
         init_image=init_image,
         options=options,
-        callback=gatys_cli.progress_callback(out, _FLAGS["snapshot_every"].value),
+        callback=gatys_flags.progress_callback(out, _FLAGS["snapshot_every"].value),
     )
-    gatys_cli.save_outputs(out, images)
-
-
-def main(argv: list[str]) -> int:
-    return gatys_cli.run_main(argv, run)
+    gatys_flags.save_outputs(out, images)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(common.main(run))

@@ -2,26 +2,27 @@
 
   python -m scripts.stylize_net --workdir=runs/stylize_net --input=in.jpg --out=out.png
   python -m scripts.stylize_net --workdir=W --input=skimage:astronaut --out=a.png --max_side=1024
-  python -m scripts.stylize_net --workdir=W --input=in.jpg --out=o.png --style_weights=0.3,0.7
+  python -m scripts.stylize_net --workdir=W --input=in.jpg --out=o.png --blend_weights=0.3,0.7
   python -m scripts.stylize_net --workdir=W --input=huge.png --out=o.png --tile=1024
 
 Images above --auto_tile_pixels (or any with --tile) run in overlapping tiles in
 bounded memory and without seams: the instance-norm statistics come from one
 pass over the image shrunk to at most --stats_pixels pixels (exact when the
-image has fewer), and every tile uses them. --style_weights blends the styles
+image has fewer), and every tile uses them. --blend_weights blends the styles
 of a multi-style network (one weight per style, normalised to sum 1).
 """
 
 from absl import app, flags
 
-from neural_synth import cli, experiments, io
+from neural_synth import experiments, io
+from scripts import common
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Work directory of a trained stylize_net run.")
 _INPUT = flags.DEFINE_string("input", None, "Content image: a path or skimage:NAME.")
 _OUT = flags.DEFINE_string("out", None, "Output image path (PNG or JPEG).")
 _MAX_SIDE = flags.DEFINE_integer("max_side", 0, "Resize the input to this longest side (0: keep).")
-_STYLE_WEIGHTS = flags.DEFINE_list(
-    "style_weights", None, "Blend of a multi-style network's styles, e.g. 0.3,0.7."
+_BLEND_WEIGHTS = flags.DEFINE_list(
+    "blend_weights", None, "Blend of a multi-style network's styles, e.g. 0.3,0.7."
 )
 _TILE = flags.DEFINE_integer("tile", 0, "Tile size for tiled inference; 0 = automatic.")
 _AUTO = flags.DEFINE_integer(
@@ -33,23 +34,14 @@ _STATS = flags.DEFINE_integer(
 flags.mark_flags_as_required(["workdir", "input", "out"])
 
 
-def _blend() -> list[float] | None:
-    if _STYLE_WEIGHTS.value is None:
-        return None
-    try:
-        return [float(v) for v in _STYLE_WEIGHTS.value]
-    except ValueError:
-        raise ValueError(f"--style_weights must be numbers, got {_STYLE_WEIGHTS.value}.") from None
-
-
 def stylize() -> None:
     image = io.load_image_or_sample(_INPUT.value, max_side=_MAX_SIDE.value or None)
     exp, params = experiments.load_trained(_WORKDIR.value, "stylize_net")
-    weights = exp.style_weights(_blend())
+    weights = exp.blend_weights(common.parse_floats(_BLEND_WEIGHTS.value, "blend_weights"))
     h, w = image.shape[:2]
-    tile = cli.auto_tile(h, w, _TILE.value, _AUTO.value)
+    tile = common.auto_tile(h, w, _TILE.value, _AUTO.value)
     out = exp.stylize(
-        params, image, style_weights=weights, tile=tile, stats_pixels=_STATS.value,
+        params, image, blend_weights=weights, tile=tile, stats_pixels=_STATS.value,
         progress=tile > 0,
     )  # fmt: skip
     io.save_image(_OUT.value, out)
@@ -57,12 +49,5 @@ def stylize() -> None:
     print(f"Wrote {_OUT.value}: {h}x{w} ({how}).")
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    cli.setup()
-    cli.run(stylize)
-
-
 if __name__ == "__main__":
-    app.run(main)
+    app.run(common.main(stylize))

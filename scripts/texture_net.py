@@ -12,10 +12,11 @@ are written as one grid.
 
 from absl import app, flags
 
-from neural_synth import cli, experiments, io
+from neural_synth import experiments, io
+from scripts import common
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Work directory of a trained texture_net run.")
-_SIZE = flags.DEFINE_string("size", "512x512", "Output size HEIGHTxWIDTH.")
+_SIZE = flags.DEFINE_string("size", "512x512", f"Output size {common.SIZE_HELP}.")
 _OUT = flags.DEFINE_string("out", None, "Output image path (PNG or JPEG).")
 _NUM = flags.DEFINE_integer("num", 1, "Number of textures (written as a grid).")
 _SEED = flags.DEFINE_integer("seed", 0, "Noise seed; texture i uses seed + i.")
@@ -27,9 +28,9 @@ flags.mark_flags_as_required(["workdir", "out"])
 
 
 def generate() -> None:
-    height, width = cli.parse_size(_SIZE.value)
+    height, width = common.parse_size(_SIZE.value)
     exp, params = experiments.load_trained(_WORKDIR.value, "texture_net")
-    tile = cli.auto_tile(height, width, _TILE.value, _AUTO.value)
+    tile = common.auto_tile(height, width, _TILE.value, _AUTO.value)
     images = exp.generate(
         params, height=height, width=width, num=_NUM.value, seed=_SEED.value, tile=tile,
         progress=tile > 0,
@@ -39,15 +40,8 @@ def generate() -> None:
     else:
         io.save_grid(_OUT.value, images)
     how = f"in {tile}px tiles" if tile else "untiled"
-    print(f"Wrote {_OUT.value}: {len(images)} texture(s) of {height}x{width} ({how}).")
-
-
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    cli.setup()
-    cli.run(generate)
+    print(f"Wrote {_OUT.value}: {len(images)} texture(s) of {width}x{height} ({how}).")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(common.main(generate))

@@ -11,8 +11,8 @@ import os
 from absl import app, flags
 from ml_collections import config_flags
 
-from neural_synth import cli
-from neural_synth.train import trainer
+from neural_synth import experiments
+from scripts import common
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config",
@@ -30,15 +30,12 @@ _WORKDIR = flags.DEFINE_string(
 flags.mark_flag_as_required("config")
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    cli.setup()
+def run() -> None:
     config = _CONFIG.value
     workdir = _WORKDIR.value or os.path.join("runs", config.experiment)
-    cli.run(lambda: trainer.train(config, workdir))
+    experiments.train_from_config(config, workdir)
     print(f"Done. Results in {workdir}: eval.json, metrics.jsonl, samples/, checkpoints/")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(common.main(run))

@@ -1,8 +1,10 @@
 """Explicit registry of experiments selected by `config.experiment`.
 
-Each entry names a module that defines `Experiment(config)` following the
-protocol documented in `neural_synth/train/trainer.py`. Modules are imported
-lazily so that one experiment's dependencies never slow another's start-up.
+Each entry names a module and its experiment class, which follows the protocol
+documented in `neural_synth/train/trainer.py`. Modules are imported lazily so
+that one experiment's dependencies never slow another's start-up. This package
+sits above `neural_synth/train/`: it looks experiments up and hands them to the
+trainer, which never imports it.
 """
 
 import importlib
@@ -10,24 +12,32 @@ import importlib
 import jax
 import ml_collections
 
-REGISTRY = {
-    "marker": "neural_synth.experiments.marker",
-    "pix2pix": "neural_synth.experiments.pix2pix",
-    "texture_net": "neural_synth.experiments.texture_net",
-    "stylize_net": "neural_synth.experiments.stylize_net",
+REGISTRY = {  # name -> (module, experiment class)
+    "marker": ("neural_synth.experiments.marker", "MarkerExperiment"),
+    "pix2pix": ("neural_synth.experiments.pix2pix", "Pix2PixExperiment"),
+    "texture_net": ("neural_synth.experiments.texture_net", "TextureNetExperiment"),
+    "stylize_net": ("neural_synth.experiments.stylize_net", "StylizeNetExperiment"),
 }
 
 
-def get(name: str):
-    """The experiment module registered as `name`."""
+def get(name: str) -> type:
+    """The experiment class registered as `name`."""
     if name not in REGISTRY:
         raise ValueError(f"Unknown experiment {name!r}; registered: {', '.join(sorted(REGISTRY))}.")
-    return importlib.import_module(REGISTRY[name])
+    module, cls = REGISTRY[name]
+    return getattr(importlib.import_module(module), cls)
 
 
 def build(config: ml_collections.ConfigDict):
     """Instantiates the experiment `config.experiment` with its config."""
-    return get(config.experiment).Experiment(config)
+    return get(config.experiment)(config)
+
+
+def train_from_config(config: ml_collections.ConfigDict, workdir: str, *, devices=None):
+    """Builds `config.experiment` and trains it in `workdir` (see `train.trainer.train`)."""
+    from neural_synth.train import trainer  # Lazy: the registry stays light.
+
+    return trainer.train(build(config), config, workdir, devices=devices)
 
 
 def load_trained(workdir: str, name: str):

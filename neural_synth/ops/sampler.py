@@ -314,10 +314,15 @@ def random_homography(
     )
     # Conjugating only the deviation from identity keeps strength 0 exact.
     deviation = matmul3(affine, perspective) - jnp.eye(3)
+    return jnp.eye(3) + _to_pixels(deviation, height, width, radius)
+
+
+def _to_pixels(deviation: jax.Array, height: int, width: int, radius: float) -> jax.Array:
+    """A [B, 3, 3] map in centred coordinates (p - centre) / radius, conjugated to pixels."""
     centre_x, centre_y = (width - 1) / 2.0, (height - 1) / 2.0
     to_norm = jnp.array(
         [[1 / radius, 0, -centre_x / radius], [0, 1 / radius, -centre_y / radius], [0, 0, 1]],
         jnp.float32,
     )
     from_norm = jnp.array([[radius, 0, centre_x], [0, radius, centre_y], [0, 0, 1]], jnp.float32)
-    return jnp.eye(3) + matmul3(matmul3(from_norm, deviation), to_norm)
+    return matmul3(matmul3(from_norm, deviation), to_norm)

@@ -19,7 +19,7 @@ The recipe here:
    inward at the borders rather than padded, so the network's own border
    padding is the untiled pass's). With `wrap=True` (circularly padded,
    tileable generators) windows instead wrap around the image.
-3. Overlapping kept ranges are blended with linear ramps (`blend_weights`);
+3. Overlapping kept ranges are blended with linear ramps (`overlap_weights`);
    with a full halo the tiles agree there anyway, with a smaller one (faster,
    approximate) the ramps soften the disagreement.
 
@@ -37,7 +37,6 @@ Super-Resolution", ECCV 2016 (the network tiled in the benchmark).
 import dataclasses
 import math
 import sys
-import time
 from collections.abc import Callable, Sequence
 
 import jax
@@ -45,6 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from neural_synth import io
+from neural_synth import progress as progress_lib
 from neural_synth.models import layers
 
 
@@ -103,7 +103,7 @@ def plan_tiles(size: int, *, tile: int, halo: int, align: int, wrap: bool = Fals
     range. With `wrap` (periodic outputs) every side drops `halo` pixels and
     windows extend past the ends, to be read circularly. Consecutive windows
     start at most `tile` apart, so the kept ranges cover [0, size) and overlap
-    (see `blend_weights`).
+    (see `overlap_weights`).
 
     Raises:
       ValueError: `size` is not a multiple of `align`, or bad tile/halo/align.
@@ -130,7 +130,7 @@ def _ramps(tiles: Sequence[Tile1D]) -> list[np.ndarray]:
     return ramps
 
 
-def blend_weights(tiles: Sequence[Tile1D]) -> list[np.ndarray]:
+def overlap_weights(tiles: Sequence[Tile1D]) -> list[np.ndarray]:
     """Per tile, float32 weights over its kept range [keep_start, keep_stop).
 
     Linear ramps across the overlap of neighbouring kept ranges, normalised so
@@ -246,23 +246,6 @@ def _accumulate(out: np.ndarray, result, row: Tile1D, col: Tile1D, wr, wc) -> No
     )
 
 
-def _report(done: int, total: int, start: float, first_done: float | None) -> None:
-    """Progress line: tiles done, seconds per tile (after the first, which compiles), ETA."""
-    now = time.perf_counter()
-    if done > 1 and first_done is not None:
-        per_tile = (now - first_done) / (done - 1)
-    else:
-        per_tile = (now - start) / done
-    eta = per_tile * (total - done)
-    end = "\n" if done == total else ""
-    print(
-        f"\rtiles {done}/{total}  {per_tile:.2f} s/tile  ETA {eta:.0f} s",
-        end=end,
-        file=sys.stderr,
-        flush=True,
-    )
-
-
 def tiled_apply(
     fn: Callable[[list[jax.Array]], jax.Array],
     inputs: Sequence[np.ndarray],
@@ -287,17 +270,19 @@ def tiled_apply(
       out_channels: channels of fn's output.
       tile, halo, align, wrap: as in `plan_tiles` (halo >= the network's
         receptive radius gives the untiled result; align = its total stride).
-      progress: print a progress line (tiles, s/tile, ETA) on stderr.
+      progress: print progress lines (tiles, s/tile, ETA) on stderr.
 
     The next window is dispatched before the previous result is fetched, so the
     host-side blending overlaps the device's work.
     """
     height, width = _output_size(inputs, factors, align)
     plans = [plan_tiles(n, tile=tile, halo=halo, align=align, wrap=wrap) for n in (height, width)]
-    weights = [blend_weights(p) for p in plans]
+    weights = [overlap_weights(p) for p in plans]
     out = np.zeros((1, height, width, out_channels), np.float32)
     jobs = [(i, j) for i in range(len(plans[0])) for j in range(len(plans[1]))]
-    start, first_done, pending = time.perf_counter(), None, None
+    reporter = progress_lib.Progress(len(jobs), unit="tile", stream=sys.stderr, enabled=progress)
+    reporter.start("tiled run")
+    pending = None
     for done, (i, j) in enumerate(jobs):
         row, col = plans[0][i], plans[1][j]
         windows = [
@@ -306,13 +291,10 @@ def tiled_apply(
         result = fn(windows)
         if pending is not None:
             _accumulate(out, *pending)
-            first_done = first_done or time.perf_counter()
-            if progress:
-                _report(done, len(jobs), start, first_done)
+            reporter.update(done)
         pending = (result, row, col, weights[0][i], weights[1][j])
     _accumulate(out, *pending)
-    if progress:
-        _report(len(jobs), len(jobs), start, first_done)
+    reporter.update(len(jobs))
     return out
 
 

@@ -5,7 +5,6 @@ from typing import Any
 import flax.struct
 import jax
 import jax.numpy as jnp
-import ml_collections
 import optax
 
 
@@ -29,15 +28,3 @@ class TrainState:
         updates, opt_state = tx.update(grads, self.opt_state, self.params)
         params = optax.apply_updates(self.params, updates)
         return self.replace(step=self.step + 1, params=params, opt_state=opt_state)
-
-
-def learning_rate_schedule(tc: ml_collections.ConfigDict) -> optax.Schedule:
-    """Constant learning rate, then cosine decay over the last `decay_fraction` of steps."""
-    decay_steps = max(1, int(tc.num_steps * tc.decay_fraction))
-    return optax.join_schedules(
-        [
-            optax.constant_schedule(tc.learning_rate),
-            optax.cosine_decay_schedule(tc.learning_rate, decay_steps, alpha=0.02),
-        ],
-        [tc.num_steps - decay_steps],
-    )

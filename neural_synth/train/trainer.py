@@ -4,8 +4,11 @@ The experiment supplies models, state, data and a pure `train_step`; the
 trainer owns the mesh, jit and donation, checkpoints and resume, the logging
 cadence, NaN checks, evaluation and image summaries.
 
+The trainer never looks experiments up: its caller builds one (the registry in
+`neural_synth/experiments/` sits above `train/`) and hands it over.
+
 Experiment protocol (see `neural_synth/experiments/`):
-  Experiment(config)
+  <Name>Experiment(config)
   .init_state(key) -> state            pytree of arrays with an integer `step`
   .train_step(state, batch, key) -> (state, metrics)      pure, jit-able
   .train_batches(*, seed, start_step, batch_size) -> iterator of dicts of
@@ -23,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from neural_synth import experiments
+from neural_synth import progress as progress_lib
 from neural_synth.train import checkpoint, prng, reporting
 from neural_synth.train import mesh as mesh_lib
 
@@ -32,15 +35,14 @@ class NonFiniteError(FloatingPointError):
     """A NaN or Inf appeared in the training metrics."""
 
 
-def train(config: ml_collections.ConfigDict, workdir: str, *, devices=None) -> Any:
-    """Trains `config.experiment` in `workdir`, resuming if it holds checkpoints.
+def train(exp, config: ml_collections.ConfigDict, workdir: str, *, devices=None) -> Any:
+    """Trains the experiment `exp` (built from `config`) in `workdir`, resuming if it can.
 
     Returns the final state. Raises NonFiniteError (after keeping the last good
     checkpoint) when a metric becomes NaN/Inf.
     """
     os.makedirs(workdir, exist_ok=True)
     tc = config.train
-    exp = experiments.build(config)
     mesh = mesh_lib.make_mesh(devices)
     mesh_lib.check_batch_size(tc.batch_size, mesh)
     _save_config(config, workdir)
@@ -55,21 +57,24 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, devices=None) -> A
     if start:
         state = ckpt.restore(state, start)
         print(f"Resumed from checkpoint at step {start} in {ckpt.directory}", flush=True)
+    writer = reporting.MetricWriter(workdir)
     try:
-        state = _loop(exp, state, start, config, workdir, mesh, ckpt, train_key, eval_key)
+        state = _loop(exp, state, start, config, mesh, ckpt, writer, train_key, eval_key)
     finally:
         ckpt.wait()
         ckpt.close()
+        writer.close()
     return state
 
 
-def _loop(exp, state, start, config, workdir, mesh, ckpt, train_key, eval_key):
+def _loop(exp, state, start, config, mesh, ckpt, writer, train_key, eval_key):
     tc = config.train
     step_fn = _compile_step(exp, mesh)
     batches = exp.train_batches(
         seed=config.seed, start_step=start, batch_size=mesh_lib.local_batch_size(tc.batch_size)
     )
-    writer, progress = reporting.MetricWriter(workdir), reporting.Progress(start, tc.num_steps)
+    progress = progress_lib.Progress(tc.num_steps, done=start)
+    progress.start(f"training {config.experiment}")
     acc = None
     for step in range(start, tc.num_steps):
         batch = mesh_lib.global_batch(next(batches), mesh)
@@ -84,9 +89,9 @@ def _loop(exp, state, start, config, workdir, mesh, ckpt, train_key, eval_key):
             ckpt.save(done, state, force=done == tc.num_steps)
         paused = time.perf_counter()
         if _due(done, tc.eval_every_steps, tc):
-            _evaluate(exp, state, done, workdir, writer, jax.random.fold_in(eval_key, done))
+            _evaluate(exp, state, done, writer, jax.random.fold_in(eval_key, done))
         if _due(done, tc.summary_every_steps, tc):
-            reporting.write_summaries(workdir, done, exp.summaries(state, eval_key))
+            writer.write_images(done, exp.summaries(state, eval_key))
         progress.exclude(time.perf_counter() - paused)
     return state
 
@@ -135,11 +140,11 @@ def _check_and_average(acc, step: int, ckpt) -> dict[str, float]:
     return {k: float(v) / int(host["count"]) for k, v in host["sums"].items()}
 
 
-def _evaluate(exp, state, step: int, workdir: str, writer, key) -> None:
+def _evaluate(exp, state, step: int, writer, key) -> None:
     results = exp.evaluate(state, key)
     flat = _flatten(results)
     writer.write(step, {f"eval/{k}": v for k, v in flat.items()})
-    reporting.write_json(os.path.join(workdir, "eval.json"), {"step": step, **results})
+    reporting.write_json(os.path.join(writer.workdir, "eval.json"), {"step": step, **results})
     if reporting.is_writer():
         print(f"eval @ {step}: " + " ".join(f"{k}={v:.4g}" for k, v in flat.items()), flush=True)
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from neural_synth import experiments, io
-from neural_synth.train import checkpoint, prng, trainer
+from neural_synth.train import checkpoint, prng
 from tests import helpers
 
 
@@ -23,7 +23,7 @@ def _train(tmp_path_factory, name, variant="smoke", **overrides):
         section, field = key.split("__")
         config[section][field] = value
     workdir = str(tmp_path_factory.mktemp(name))
-    state = trainer.train(config, workdir, devices=jax.devices()[:1])
+    state = experiments.train_from_config(config, workdir, devices=jax.devices()[:1])
     return workdir, jax.device_get(state.params)
 
 
@@ -77,30 +77,30 @@ def test_stylize_checkpoint_round_trip_blend_and_tiling(stylize_run):
     workdir, params = stylize_run
     exp, restored = experiments.load_trained(workdir, "stylize_net")
     image = io.sample_image("chelsea", max_side=90)  # 60x90: not a multiple of 4.
-    style = exp.style_weights([0.0, 1.0])
-    want = exp.stylize(params, image, style_weights=style)
+    style = exp.blend_weights([0.0, 1.0])
+    want = exp.stylize(params, image, blend_weights=style)
     assert want.shape == image.shape
-    np.testing.assert_array_equal(exp.stylize(restored, image, style_weights=style), want)
-    first = exp.stylize(restored, image, style_weights=exp.style_weights([1.0, 0.0]))
+    np.testing.assert_array_equal(exp.stylize(restored, image, blend_weights=style), want)
+    first = exp.stylize(restored, image, blend_weights=exp.blend_weights([1.0, 0.0]))
     assert float(np.abs(first - want).mean()) > 1e-3  # The two styles differ.
-    tiled = exp.stylize(restored, image, style_weights=style, tile=16)
+    tiled = exp.stylize(restored, image, blend_weights=style, tile=16)
     np.testing.assert_allclose(tiled, want, atol=1e-5)
     with pytest.raises(ValueError, match="2 non-negative numbers"):
-        exp.style_weights([1.0, 2.0, 3.0])
+        exp.blend_weights([1.0, 2.0, 3.0])
     with pytest.raises(ValueError, match="at least 16 px"):
-        exp.stylize(restored, image[:8], style_weights=style)
+        exp.stylize(restored, image[:8], blend_weights=style)
 
 
 def test_texture_cli_writes_the_requested_size(texture_run, tmp_path):
     workdir, _ = texture_run
     out = str(tmp_path / "t.png")
     result = helpers.run_module(
-        "scripts.texture_net", f"--workdir={workdir}", "--size=48x80", f"--out={out}"
+        "scripts.texture_net", f"--workdir={workdir}", "--size=80x48", f"--out={out}"
     )
     assert result.returncode == 0, result.stderr
     assert io.load_image(out).shape == (48, 80, 3)
     bad = helpers.run_module(
-        "scripts.texture_net", f"--workdir={workdir}", "--size=50x80", f"--out={out}"
+        "scripts.texture_net", f"--workdir={workdir}", "--size=80x50", f"--out={out}"
     )
     assert bad.returncode == 1 and "multiples of 4" in bad.stderr
     assert "Traceback" not in bad.stderr
@@ -111,10 +111,10 @@ def test_stylize_cli_tiled_and_errors(stylize_run, tmp_path):
     src, out = str(tmp_path / "in.png"), str(tmp_path / "out.png")
     io.save_image(src, io.sample_image("coffee", max_side=100))
     args = [f"--workdir={workdir}", f"--input={src}", f"--out={out}"]
-    result = helpers.run_module("scripts.stylize_net", *args, "--tile=32", "--style_weights=1,1")
+    result = helpers.run_module("scripts.stylize_net", *args, "--tile=32", "--blend_weights=1,1")
     assert result.returncode == 0, result.stderr
     assert io.load_image(out).shape == io.load_image(src).shape
-    bad = helpers.run_module("scripts.stylize_net", *args, "--style_weights=1,x")
-    assert bad.returncode == 1 and "must be numbers" in bad.stderr
+    bad = helpers.run_module("scripts.stylize_net", *args, "--blend_weights=1,x")
+    assert bad.returncode == 1 and "must be comma-separated numbers" in bad.stderr
     wrong = helpers.run_module("scripts.texture_net", f"--workdir={workdir}", f"--out={out}")
     assert wrong.returncode == 1 and "not a 'texture_net' run" in wrong.stderr

@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from neural_synth import io
+from neural_synth import experiments, io
 from neural_synth.experiments import marker
-from neural_synth.train import trainer
 from tests import helpers
 
 SMOKE = "--config=configs/marker.py:smoke"
@@ -82,7 +81,7 @@ def trained(tmp_path_factory):
         summary_every_steps=0,
     )
     config.render.ramp_steps = 150
-    trainer.train(config, workdir)
+    experiments.train_from_config(config, workdir)
     return workdir
 
 
@@ -102,7 +101,7 @@ def _photograph(marker_rgb: np.ndarray, photo: np.ndarray, rng) -> np.ndarray:
 
 
 def test_encode_distort_decode_round_trip(trained):
-    exp, params = marker.load_trained(trained)
+    exp, params = experiments.load_trained(trained, "marker")
     eval_json = json.load(open(os.path.join(trained, "eval.json")))
     assert eval_json["none"]["bit_accuracy"] > 0.8
     rng = np.random.default_rng(0)
@@ -116,7 +115,7 @@ def test_encode_distort_decode_round_trip(trained):
 
 
 def test_marker_cli_encode_and_decode(trained, tmp_path):
-    exp, _ = marker.load_trained(trained)
+    exp, _ = experiments.load_trained(trained, "marker")
     bits = "10" * (exp.config.marker.num_bits // 2)
     out = tmp_path / "m.png"
     enc = helpers.run_module(
@@ -158,14 +157,14 @@ def test_trainer_rejects_unknown_background_source(tmp_path):
     config = helpers.load_config("marker", "smoke")
     config.render.backgrounds = "nowhere"
     with pytest.raises(ValueError, match="Unknown background source"):
-        trainer.train(config, str(tmp_path))
+        experiments.train_from_config(config, str(tmp_path))
 
 
 def test_texture_loss_pulls_markers_toward_the_texture(tmp_path):
     config = helpers.load_config("marker_texture", "smoke")
     config.texture.weight = 5.0
     config.train.update(num_steps=40, log_every_steps=10, eval_every_steps=0, summary_every_steps=0)
-    trainer.train(config, str(tmp_path))
+    experiments.train_from_config(config, str(tmp_path))
     lines = [json.loads(x) for x in open(tmp_path / "metrics.jsonl")]
     texture = [x["loss/texture"] for x in lines if "loss/texture" in x]
     assert len(texture) == 4

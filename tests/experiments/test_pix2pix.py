@@ -121,7 +121,7 @@ def trained(tmp_path_factory, data_dir):
     exp = experiments.build(config)
     init_key = jax.random.split(prng.key(config.seed), 3)[0]  # As the trainer splits it.
     before = exp.evaluate(exp.init_state(init_key), None)
-    final = trainer.train(config, workdir)
+    final = experiments.train_from_config(config, workdir)
     return workdir, final, before
 
 
@@ -138,7 +138,7 @@ def test_short_run_improves_held_out_l1(trained):
 
 def test_checkpoint_round_trip_and_translate(trained):
     workdir, final, _ = trained
-    exp, params = pix2pix.load_trained(workdir)
+    exp, params = experiments.load_trained(workdir, "pix2pix")
     want = jax.device_get(final.params)
     for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(want), strict=True):
         np.testing.assert_array_equal(a, b)
@@ -154,7 +154,7 @@ def test_checkpoint_round_trip_and_translate(trained):
 
 
 def test_translate_larger_and_odd_sizes(trained):
-    exp, params = pix2pix.load_trained(trained[0])
+    exp, params = experiments.load_trained(trained[0], "pix2pix")
     image = io.sample_image("coffee", max_side=70)  # 47x70: not multiples of 8.
     out = exp.translate(params, image)
     assert out.shape == image.shape and out.dtype == np.float32
@@ -192,8 +192,8 @@ def test_train_batches_are_reproducible(data_dir):
 def test_load_trained_rejects_other_runs(tmp_path):
     with open(tmp_path / "config.json", "w") as f:
         json.dump({"experiment": "marker"}, f)
-    with pytest.raises(ValueError, match="not a pix2pix run"):
-        pix2pix.load_trained(str(tmp_path))
+    with pytest.raises(ValueError, match="not a .pix2pix. run"):
+        experiments.load_trained(str(tmp_path), "pix2pix")
     with pytest.raises(FileNotFoundError):
         checkpoint.load_run_config(str(tmp_path / "nowhere"))
 

@@ -30,7 +30,7 @@ PLAN_CASES = [
 
 def _covered_weights(tiles, size):
     total, count = np.zeros(size), np.zeros(size, int)
-    for t, w in zip(tiles, tiled.blend_weights(tiles), strict=True):
+    for t, w in zip(tiles, tiled.overlap_weights(tiles), strict=True):
         assert w.shape == (t.keep_stop - t.keep_start,)
         assert np.all(w > 0) and np.all(w <= 1 + 1e-6)
         total[t.keep_start : t.keep_stop] += w
@@ -72,7 +72,7 @@ def test_plan_hand_checked():
     )
     assert (tiles[1].start, tiles[1].keep_start) == (984, 1040)
     assert (tiles[-1].start, tiles[-1].stop, tiles[-1].keep_stop) == (8864, 10000, 10000)
-    w = tiled.blend_weights(tiles)[0]  # Overlap 1040..1080 (40 px): ramp down.
+    w = tiled.overlap_weights(tiles)[0]  # Overlap 1040..1080 (40 px): ramp down.
     np.testing.assert_allclose(w[1040:], (39.5 - np.arange(40)) / 40, atol=1e-6)
     assert np.all(w[:1040] == 1)
 

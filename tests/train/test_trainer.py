@@ -54,10 +54,12 @@ def test_one_and_four_devices_give_same_parameters():
 
 def test_batch_that_does_not_divide_devices_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="does not divide over 4 devices"):
-        trainer.train(smoke_config(batch_size=6), str(tmp_path), devices=jax.devices()[:4])
+        experiments.train_from_config(
+            smoke_config(batch_size=6), str(tmp_path), devices=jax.devices()[:4]
+        )
 
 
-class _NanAfter(marker.Experiment):
+class _NanAfter(marker.MarkerExperiment):
     """Marker experiment whose parameters turn NaN from step `bad_step` on."""
 
     bad_step = 13
@@ -74,8 +76,8 @@ def test_nan_stops_with_step_and_keeps_last_good_checkpoint(tmp_path, monkeypatc
     monkeypatch.setattr(experiments, "build", lambda config: _NanAfter(config))
     config = smoke_config(num_steps=20, log_every_steps=5, checkpoint_every_steps=5)
     with pytest.raises(trainer.NonFiniteError, match=r"at step 13; .*checkpoint: step 10"):
-        trainer.train(config, str(tmp_path))
-    exp = marker.Experiment(config)
+        experiments.train_from_config(config, str(tmp_path))
+    exp = marker.MarkerExperiment(config)
     state, step = checkpoint.restore_latest(str(tmp_path), exp.init_state(jax.random.key(0)))
     assert step == 10 and int(state.step) == 10
     assert all(np.isfinite(x).all() for x in jax.tree.leaves(jax.device_get(state.params)))
@@ -83,8 +85,8 @@ def test_nan_stops_with_step_and_keeps_last_good_checkpoint(tmp_path, monkeypatc
 
 def test_checkpoint_round_trip_restores_same_outputs(tmp_path):
     config = smoke_config(num_steps=10, eval_every_steps=0, summary_every_steps=0)
-    final = trainer.train(config, str(tmp_path))
-    exp, params = marker.load_trained(str(tmp_path))
+    final = experiments.train_from_config(config, str(tmp_path))
+    exp, params = experiments.load_trained(str(tmp_path), "marker")
     bits = marker.random_bits(np.random.default_rng(0), 4, config.marker.num_bits)
     want = exp.encode(jax.device_get(final.params), bits)
     np.testing.assert_array_equal(exp.encode(params, bits), want)

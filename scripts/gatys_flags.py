@@ -1,34 +1,41 @@
-"""Command-line plumbing shared by `scripts/stylize.py` and `scripts/texture.py`.
+"""Flags shared by `scripts/stylize.py` and `scripts/texture.py` (Gatys optimization).
 
 `define_flags` declares the flags both tools take (loss, optimizer, schedule,
 style preprocessing, weights); `options_from_flags` turns them into
-`gatys.Options`; `load_model` loads ported weights or announces random ones;
-`run_main` prints user errors as one `error: ...` line and exits 1.
+`gatys.Options`; `load_model` loads ported weights or announces random ones.
 """
 
 import pathlib
-import sys
 from collections.abc import Callable
 
 import numpy as np
 from absl import flags
 
-from neural_synth import cli, io
+from neural_synth import io
 from neural_synth.losses import gram
 from neural_synth.models import vgg
 from neural_synth.optimize import gatys, loop, masks
+from scripts import common
 
-USER_ERRORS = (*cli.USER_ERRORS, ImportError)
 _IMAGE_HELP = f"a file path, or skimage:NAME for a bundled sample ({', '.join(io.SAMPLE_NAMES)})"
 
 
 def define_flags(*, steps: int, init: str, style_weight: float) -> dict:
     """Defines the shared flags (once per program); returns {name: FlagHolder}."""
     f = {}
-    f["style_weights"] = flags.DEFINE_list(
-        "style_weights",
+    _style_image_flags(f)
+    _loss_flags(f, style_weight=style_weight)
+    _optimizer_flags(f, steps=steps, init=init)
+    _network_flags(f)
+    return f
+
+
+def _style_image_flags(f: dict) -> None:
+    """Style images: blending, size, palette, masks."""
+    f["blend_weights"] = flags.DEFINE_list(
+        "blend_weights",
         None,
-        "Blend weights, one per style image (default: equal).",
+        "How much of each style image to mix in, one weight per style (default: equal).",
     )
     f["style_scale"] = flags.DEFINE_float(
         "style_scale",
@@ -54,6 +61,10 @@ def define_flags(*, steps: int, init: str, style_weight: float) -> dict:
         "Spatial control: one mask image per style (white = where that style goes), or "
         f"one of {masks.LAYOUTS} to split the output into equal stripes, one per style.",
     )
+
+
+def _loss_flags(f: dict, *, style_weight: float) -> None:
+    """Loss layers, weights and statistic."""
     f["style_layers"] = flags.DEFINE_list(
         "style_layers", list(gatys.DEFAULT_STYLE_LAYERS), "VGG layers of the style loss."
     )
@@ -70,6 +81,10 @@ def define_flags(*, steps: int, init: str, style_weight: float) -> dict:
         False,
         "Use raw squared errors instead of errors relative to each target's mean square.",
     )
+
+
+def _optimizer_flags(f: dict, *, steps: int, init: str) -> None:
+    """Optimizer, schedule, coarse-to-fine, tiling, start image, snapshots."""
     f["optimizer"] = flags.DEFINE_enum(
         "optimizer", "lbfgs", loop.OPTIMIZERS, "L-BFGS (line search) or Adam."
     )
@@ -105,6 +120,10 @@ def define_flags(*, steps: int, init: str, style_weight: float) -> dict:
         "Also write the current image as OUT_stepN.png about every this many steps (0: off).",
         lower_bound=0,
     )
+
+
+def _network_flags(f: dict) -> None:
+    """The VGG features: ported weights or random ones."""
     f["vgg"] = flags.DEFINE_string(
         "vgg",
         None,
@@ -117,24 +136,15 @@ def define_flags(*, steps: int, init: str, style_weight: float) -> dict:
     f["pooling"] = flags.DEFINE_enum(
         "pooling", "avg", vgg.POOLINGS, "Pooling between VGG blocks (Gatys et al.: avg)."
     )
-    return f
-
-
-def floats(values, name: str) -> tuple[float, ...] | None:
-    """A list flag of numbers as floats (None stays None); ValueError names the flag."""
-    if values is None:
-        return None
-    try:
-        return tuple(float(v) for v in values)
-    except ValueError:
-        raise ValueError(f"--{name} must be comma-separated numbers, got {values}") from None
 
 
 def options_from_flags(f: dict, **extra) -> gatys.Options:
     """`gatys.Options` from the shared flags plus script-specific fields in `extra`."""
     return gatys.Options(
         style_layers=tuple(f["style_layers"].value),
-        style_layer_weights=floats(f["style_layer_weights"].value, "style_layer_weights"),
+        style_layer_weights=common.parse_floats(
+            f["style_layer_weights"].value, "style_layer_weights"
+        ),
         style_weight=f["style_weight"].value,
         tv_weight=f["tv_weight"].value,
         statistic=f["statistic"].value,
@@ -223,21 +233,3 @@ def save_outputs(out: pathlib.Path, images: np.ndarray) -> None:
     for path, image in zip(output_paths(out, len(images)), images, strict=True):
         io.save_image(path, image)
         print(f"Wrote {path} ({image.shape[1]}x{image.shape[0]}).")
-
-
-def run_main(argv: list[str], fn: Callable[[], None]) -> int:
-    """Runs fn(); user errors become one `error: ...` line on stderr and exit status 1.
-
-    `cli.setup()` first: quiet logs and the persistent compilation cache, so a
-    second run at the same size starts without recompiling.
-    """
-    cli.setup()
-    if len(argv) > 1:
-        print(f"error: unexpected arguments {argv[1:]}; use --flag=value", file=sys.stderr)
-        return 1
-    try:
-        fn()
-    except USER_ERRORS as e:
-        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 1
-    return 0
