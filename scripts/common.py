@@ -5,15 +5,18 @@ module is the one place that turns them into `error: ...` on stderr and exit
 status 1 (DESIGN.md section 3a). Every script ends with
 
     if __name__ == "__main__":
-        app.run(common.main(run))                       # one job
-        app.run(common.main(commands={"a": a, ...}))    # subcommands
+        common.run(main_fn)                        # one job
+        common.run(commands={"a": a_fn, ...})      # subcommands
+
+and bad flags (unknown, mistyped, a misspelt config field, an unknown config
+variant) get the same one-line treatment as errors raised while running.
 """
 
 import os
 import sys
 from collections.abc import Callable, Mapping
 
-from absl import flags, logging
+from absl import app, flags, logging
 
 # Errors a user can cause (bad file, bad size, bad config, NaN in training, a
 # missing optional dependency): one line and exit status 1, never a traceback.
@@ -59,16 +62,41 @@ def _target(args: list[str], fn, commands, default) -> Callable[[], object]:
     return commands[args[0]]
 
 
-def main(
+def _flag_error_line(error: Exception) -> str:
+    """The informative part of a flag error (config errors embed a traceback or a repr)."""
+    text = str(error).replace("\\'", "'").replace("\\n", " ")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    last = lines[-1] if lines else type(error).__name__
+    for prefix in ("ValueError: ", "KeyError: ", "AttributeError: ", "TypeError: "):
+        last = last.removeprefix(prefix)
+    if len(last) > 1 and last[0] == last[-1] and last[0] in "'\"":
+        last = last[1:-1]  # A KeyError's repr.
+    if isinstance(error, KeyError | AttributeError):
+        return f"unknown config field {last.replace(' Did you', '; did you')}"
+    first = lines[0] if lines else ""
+    if first.startswith("flag --") and first != last:  # Keep the flag's name.
+        return f"{first.split(':')[0]}: {last}"
+    return last
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing with every failure reported as one `error:` line."""
+    try:
+        return flags.FLAGS(argv)
+    except (flags.Error, KeyError, AttributeError, ValueError, TypeError) as e:
+        fail(_flag_error_line(e))
+
+
+def run(
     fn: Callable[[], object] | None = None,
     *,
     commands: Mapping[str, Callable[[], object]] | None = None,
     default: str | None = None,
-) -> Callable[[list[str]], None]:
-    """An absl `main(argv)` that runs `fn` (or the command named in argv).
+) -> None:
+    """Parses flags and runs `fn` (or the command named on the command line).
 
     User errors (USER_ERRORS) become one `error: ...` line and exit status 1.
-    `default` names the command run when argv gives none.
+    `default` names the command run when none is given.
     """
     if (fn is None) == (commands is None):
         raise TypeError("give either fn or commands")
@@ -81,7 +109,50 @@ def main(
         except USER_ERRORS as e:
             fail(e)
 
-    return absl_main
+    app.run(absl_main, flags_parser=parse_flags)
+
+
+def load_config_file(spec: str):
+    """`get_config(arg)` of a config file given as PATH[:ARG] (as --config takes it)."""
+    import importlib.util
+
+    path, _, arg = spec.partition(":")
+    module_spec = importlib.util.spec_from_file_location("config_file", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module.get_config(arg or None)
+
+
+def _same_shape(default, value) -> bool:
+    """Whether an overridden tuple field keeps its default's length and element kinds."""
+    if not isinstance(value, tuple | list) or len(value) != len(default):
+        return False
+    kinds = [(bool,), (int, float), (str,)]
+    for d, v in zip(default, value, strict=True):
+        kind = next((k for k in kinds if isinstance(d, k)), (type(d),))
+        if not isinstance(v, kind) or (isinstance(v, bool) and bool not in kind):
+            return False
+    return True
+
+
+def check_config_overrides(holder: flags.FlagHolder) -> None:
+    """Tuple fields overridden on the command line must keep the default's shape."""
+    from ml_collections import config_flags
+
+    flag = flags.FLAGS[holder.name]
+    overrides = config_flags.get_override_values(flag)
+    if not overrides:
+        return
+    defaults = load_config_file(config_flags.get_config_filename(flag))
+    for path, value in overrides.items():
+        default = defaults
+        for part in path.split("."):
+            default = default[part]
+        if isinstance(default, tuple | list) and not _same_shape(default, value):
+            raise ValueError(
+                f"config field {path} must be {len(default)} values like "
+                f"{tuple(default)}, e.g. --{holder.name}.{path}='{tuple(default)}'; got {value!r}"
+            )
 
 
 def require(flag: flags.FlagHolder, command: str):

@@ -9,9 +9,12 @@ Example:
   python -m scripts.convert_vgg --src vgg19-dcbb9e9d.pth --arch vgg19 --out weights/vgg19
 """
 
-from absl import app, flags
+import os
+
+from absl import flags
 
 from neural_synth import weights
+from neural_synth.weights import store
 from scripts import common
 
 ARCHS = ("vgg16", "vgg19", "auto")
@@ -33,7 +36,14 @@ _ARCH = flags.DEFINE_string(
 _OUT = flags.DEFINE_string(
     "out",
     None,
-    "Output directory; params.npz and metadata.json are written into it (replacing existing ones).",
+    "Output directory; params.npz and metadata.json are written into it. A directory that "
+    "already holds them is refused unless --overwrite is given.",
+)
+_OVERWRITE = flags.DEFINE_bool(
+    "overwrite",
+    False,
+    "Replace weights already ported to --out (written in full first, so a failed run "
+    "leaves the old ones intact).",
 )
 _FORMAT = flags.DEFINE_string(
     "format",
@@ -76,6 +86,12 @@ def _convert() -> str:
     head = _check_choice("include_head", _INCLUDE_HEAD.value, HEAD_CHOICES)
     if _RESCALE_IMAGES.value and not _RESCALE.value:
         raise ValueError("--rescale_images needs --rescale")
+    found = store.existing_files(_OUT.value) if os.path.isdir(_OUT.value) else []
+    if found and not _OVERWRITE.value:
+        raise FileExistsError(
+            f"--out {_OUT.value} already holds ported weights ({', '.join(found)}); "
+            "pass --overwrite to replace them"
+        )
     meta = weights.convert_vgg(
         _SRC.value,
         _OUT.value,
@@ -84,6 +100,7 @@ def _convert() -> str:
         include_head=head,
         rescale_weights=_RESCALE.value,
         rescale_images=_RESCALE_IMAGES.value,
+        overwrite=_OVERWRITE.value,
     )
     return (
         f"ported {meta['arch']} ({meta['source_layout']} {meta['source_format']}, "
@@ -98,4 +115,4 @@ def run() -> None:
 
 
 if __name__ == "__main__":
-    app.run(common.main(run))
+    common.run(run)

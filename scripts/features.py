@@ -13,7 +13,7 @@ from a random-weight VGG (seeded), which the script says.
 import pathlib
 
 import jax
-from absl import app, flags
+from absl import flags
 
 from neural_synth import io
 from neural_synth.models import vgg
@@ -104,6 +104,7 @@ def run() -> list[pathlib.Path]:
     for path in paths.values():
         if path.suffix.lower() not in (".png", ".jpg", ".jpeg"):
             raise ValueError(f"--out must end in .png, .jpg or .jpeg, got {str(path)!r}")
+        io.check_save_path(path)
     image = io.load_image_or_sample(_IMAGE.value, max_side=_MAX_SIDE.value)
     module, params = build_model()
     check_layers(layers, getattr(module, "arch", _ARCH.value))
@@ -115,4 +116,4 @@ def run() -> list[pathlib.Path]:
 
 
 if __name__ == "__main__":
-    app.run(common.main(run))
+    common.run(run)

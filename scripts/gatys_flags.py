@@ -200,7 +200,7 @@ def check_out(out: str) -> pathlib.Path:
     path = pathlib.Path(out)
     if path.suffix.lower() not in (".png", ".jpg", ".jpeg"):
         raise ValueError(f"--out must end in .png, .jpg or .jpeg, got {out!r}")
-    return path
+    return io.check_save_path(path)
 
 
 def output_paths(out: pathlib.Path, count: int, tag: str = "") -> list[pathlib.Path]:

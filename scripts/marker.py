@@ -12,7 +12,7 @@ background around it); it prints the bits and each bit's confidence.
 import json
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from neural_synth import experiments, io
 from neural_synth.experiments import marker
@@ -41,7 +41,8 @@ def _trained():
 
 
 def encode() -> None:
-    bits_text, out = common.require(_BITS, "encode"), common.require(_OUT, "encode")
+    bits_text = common.require(_BITS, "encode")
+    out = io.check_save_path(common.require(_OUT, "encode"))
     exp, params = _trained()
     bits = marker.string_to_bits(bits_text, exp.config.marker.num_bits)
     image = marker.printable(exp.encode(params, bits)[0], _SIZE.value)
@@ -50,7 +51,7 @@ def encode() -> None:
 
 
 def sheet() -> None:
-    out = common.require(_OUT, "sheet")
+    out = io.check_save_path(common.require(_OUT, "sheet"))
     exp, params = _trained()
     rng = np.random.default_rng(_SEED.value)
     bits = marker.random_bits(rng, _NUM.value, exp.config.marker.num_bits)
@@ -63,8 +64,10 @@ def sheet() -> None:
 
 
 def decode() -> None:
-    image = io.load_image(common.require(_IMAGE, "decode"))
+    spec = common.require(_IMAGE, "decode")
+    image = io.load_image_or_sample(spec)
     exp, params = _trained()
+    io.check_min_side(image, exp.min_side, name=spec)
     probs = exp.decode(params, image[None])[0]
     bits = marker.bits_to_string(probs - 0.5)
     confidence = np.where(probs > 0.5, probs, 1.0 - probs)
@@ -79,4 +82,4 @@ def decode() -> None:
 
 
 if __name__ == "__main__":
-    app.run(common.main(commands={"encode": encode, "sheet": sheet, "decode": decode}))
+    common.run(commands={"encode": encode, "sheet": sheet, "decode": decode})

@@ -12,13 +12,15 @@ on white) that edges2X models were trained on; --max_side shrinks large
 photos first so the lines have the density of the training data.
 """
 
-from absl import app, flags
+from absl import flags
 
 from neural_synth import experiments, io
 from scripts import common
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "translate: work directory of a pix2pix run.")
-_INPUT = flags.DEFINE_string("input", None, "Input image (edge map, label map, photo...).")
+_INPUT = flags.DEFINE_string(
+    "input", None, "Input image (edge map, label map, photo...): a path or skimage:NAME."
+)
 _OUT = flags.DEFINE_string("out", None, "Output image path (.png or .jpg).")
 _SEED = flags.DEFINE_integer("seed", 0, "translate: seed of the dropout noise.")
 _DETERMINISTIC = flags.DEFINE_bool(
@@ -31,9 +33,11 @@ _SIGMA = flags.DEFINE_float("sigma", 2.0, "edges: Canny sigma (larger: fewer, sm
 
 
 def translate() -> None:
-    image = io.load_image(common.require(_INPUT, "translate"))
-    out_path = common.require(_OUT, "translate")
+    spec = common.require(_INPUT, "translate")
+    out_path = io.check_save_path(common.require(_OUT, "translate"))
+    image = io.load_image_or_sample(spec)
     exp, params = experiments.load_trained(common.require(_WORKDIR, "translate"), "pix2pix")
+    io.check_min_side(image, exp.min_side, name=spec)
     deterministic = True if _DETERMINISTIC.value else None
     output = exp.translate(params, image, seed=_SEED.value, deterministic=deterministic)
     io.save_image(out_path, output)
@@ -44,11 +48,12 @@ def edges() -> None:
     from neural_synth.data import pix2pix as pix2pix_data
 
     max_side = _MAX_SIDE.value or None
-    photo = io.load_image(common.require(_INPUT, "edges"), max_side=max_side)
-    out_path = common.require(_OUT, "edges")
+    spec = common.require(_INPUT, "edges")
+    out_path = io.check_save_path(common.require(_OUT, "edges"))
+    photo = io.load_image_or_sample(spec, max_side=max_side)
     io.save_image(out_path, pix2pix_data.edges(photo, sigma=_SIGMA.value))
     print(f"Wrote {out_path} ({photo.shape[0]}x{photo.shape[1]} edge map)")
 
 
 if __name__ == "__main__":
-    app.run(common.main(commands={"translate": translate, "edges": edges}, default="translate"))
+    common.run(commands={"translate": translate, "edges": edges}, default="translate")

@@ -13,7 +13,7 @@ scikit-image samples at 256 pixels. See neural_synth/optimize/gatys.py.
 """
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from neural_synth import io
 from neural_synth.optimize import color_transfer, gatys
@@ -105,4 +105,4 @@ def run() -> None:
 
 
 if __name__ == "__main__":
-    app.run(common.main(run))
+    common.run(run)

@@ -12,9 +12,10 @@ image has fewer), and every tile uses them. --blend_weights blends the styles
 of a multi-style network (one weight per style, normalised to sum 1).
 """
 
-from absl import app, flags
+from absl import flags
 
 from neural_synth import experiments, io
+from neural_synth.experiments import stylize_net
 from scripts import common
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Work directory of a trained stylize_net run.")
@@ -31,11 +32,21 @@ _AUTO = flags.DEFINE_integer(
 _STATS = flags.DEFINE_integer(
     "stats_pixels", 2048 * 2048, "Tiled runs: instance-norm statistics from at most this area."
 )
+_MAX_PIXELS = flags.DEFINE_integer(
+    "max_pixels",
+    io.DEFAULT_MAX_PIXELS,
+    "Refuse inputs with more pixels than this (decompression bombs); loading costs about "
+    "22 bytes per pixel, so raise it only for real photos that fit in memory.",
+)
 flags.mark_flags_as_required(["workdir", "input", "out"])
 
 
 def stylize() -> None:
-    image = io.load_image_or_sample(_INPUT.value, max_side=_MAX_SIDE.value or None)
+    io.check_save_path(_OUT.value)
+    image = io.load_image_or_sample(
+        _INPUT.value, max_side=_MAX_SIDE.value or None, max_pixels=_MAX_PIXELS.value
+    )
+    io.check_min_side(image, stylize_net.MIN_SIDE, name=_INPUT.value)
     exp, params = experiments.load_trained(_WORKDIR.value, "stylize_net")
     weights = exp.blend_weights(common.parse_floats(_BLEND_WEIGHTS.value, "blend_weights"))
     h, w = image.shape[:2]
@@ -50,4 +61,4 @@ def stylize() -> None:
 
 
 if __name__ == "__main__":
-    app.run(common.main(stylize))
+    common.run(stylize)

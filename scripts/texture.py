@@ -10,7 +10,7 @@ as OUT_0.png, OUT_1.png, ... Without --vgg the features come from a random-weigh
 VGG, which the script says. See neural_synth/optimize/gatys.py.
 """
 
-from absl import app, flags
+from absl import flags
 
 from neural_synth import io
 from neural_synth.optimize import gatys
@@ -69,4 +69,4 @@ def run() -> None:
 
 
 if __name__ == "__main__":
-    app.run(common.main(run))
+    common.run(run)

@@ -10,7 +10,7 @@ or with --tile) in bounded memory and without seams. With --num > 1 the textures
 are written as one grid.
 """
 
-from absl import app, flags
+from absl import flags
 
 from neural_synth import experiments, io
 from scripts import common
@@ -29,6 +29,7 @@ flags.mark_flags_as_required(["workdir", "out"])
 
 def generate() -> None:
     height, width = common.parse_size(_SIZE.value)
+    io.check_save_path(_OUT.value)
     exp, params = experiments.load_trained(_WORKDIR.value, "texture_net")
     tile = common.auto_tile(height, width, _TILE.value, _AUTO.value)
     images = exp.generate(
@@ -44,4 +45,4 @@ def generate() -> None:
 
 
 if __name__ == "__main__":
-    app.run(common.main(generate))
+    common.run(generate)

@@ -1,20 +1,23 @@
-"""Host-side batches that are a pure function of (seed, step, process).
+"""Host-side batches that are a pure function of (seed, step).
 
 Every experiment draws its training batches through `step_batches`, so a run
 resumed at step s sees exactly the batches an uninterrupted run saw from s on,
-and each process of a multi-host run draws its own rows.
+and every process of a multi-host run draws the same global batch, of which it
+feeds only its own rows (`train.mesh.process_rows`): a run's data do not depend
+on how many processes share it.
 """
 
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import jax
 import numpy as np
 
+TRAIN_STREAM = 0  # Stream id of training batches in the seed sequence (seed, step, stream).
 
-def step_rng(seed: int, step: int) -> np.random.Generator:
-    """The generator of one step of this process: seeded by (seed, step, process index)."""
-    return np.random.default_rng([seed, step, jax.process_index()])
+
+def step_rng(seed: int, step: int, stream: int = TRAIN_STREAM) -> np.random.Generator:
+    """The generator of one step: seeded by (seed, step, stream), the same on every process."""
+    return np.random.default_rng([seed, step, stream])
 
 
 def step_batches(

@@ -21,19 +21,17 @@ def checkpoint_dir(workdir: str) -> str:
 class Checkpointer:
     """Save/restore train states (pytrees of arrays) under `workdir/checkpoints`."""
 
-    def __init__(self, workdir: str, *, save_every_steps: int = 1, keep: int = 3):
-        options = ocp.CheckpointManagerOptions(
-            max_to_keep=keep, save_interval_steps=save_every_steps, create=True
-        )
+    def __init__(self, workdir: str, *, keep: int = 3):
+        options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
         self.directory = checkpoint_dir(workdir)
         self._manager = ocp.CheckpointManager(self.directory, options=options)
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
 
-    def save(self, step: int, state: Any, *, force: bool = False) -> bool:
-        """Starts an async save; returns whether this step was saved."""
-        return self._manager.save(step, args=ocp.args.StandardSave(state), force=force)
+    def save(self, step: int, state: Any) -> None:
+        """Starts an async save of `step` (Orbax commits it atomically when done)."""
+        self._manager.save(step, args=ocp.args.StandardSave(state), force=True)
 
     def restore(self, like: Any, step: int | None = None) -> Any:
         """Restores `step` (default: newest) with the shapes, dtypes and shardings of `like`."""
@@ -48,6 +46,13 @@ class Checkpointer:
 
     def close(self) -> None:
         self._manager.close()
+
+
+def saved_steps(workdir: str) -> list[int]:
+    """Steps of the complete checkpoints in `workdir` (half-written ones never count)."""
+    if not os.path.isdir(checkpoint_dir(workdir)):
+        return []
+    return sorted(ocp.utils.checkpoint_steps(checkpoint_dir(workdir)))
 
 
 def restore_latest(workdir: str, like: Any) -> tuple[Any, int]:

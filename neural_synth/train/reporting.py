@@ -20,19 +20,44 @@ def is_writer() -> bool:
     return jax.process_index() == 0
 
 
-class MetricWriter:
-    """Scalars to `workdir/metrics.jsonl` and TensorBoard; images to PNGs and TensorBoard."""
+METRICS_FILE = "metrics.jsonl"
 
-    def __init__(self, workdir: str):
-        self.workdir = workdir
-        self.path = os.path.join(workdir, "metrics.jsonl")
+
+def _truncate_rows(path: str, last_step: int) -> None:
+    """Drops the rows of `path` logged after `last_step` (a resumed run replays them)."""
+    if not os.path.exists(path):
+        return
+    with open(path, encoding="utf-8") as f:
+        lines = f.readlines()
+    kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= last_step]
+    if len(kept) != len(lines):
+        with open(path + ".tmp", "w", encoding="utf-8") as f:
+            f.writelines(kept)
+        os.replace(path + ".tmp", path)
+
+
+class MetricWriter:
+    """Scalars to `workdir/metrics.jsonl` and TensorBoard; images to PNGs and TensorBoard.
+
+    `resume_step`: the step a run resumes from; rows and events logged after
+    it (by a run that was killed before its next checkpoint) are dropped, so
+    every step appears once.
+    """
+
+    def __init__(self, workdir: str, *, resume_step: int = 0):
+        self.workdir, self.resume_step = workdir, resume_step
+        self.path = os.path.join(workdir, METRICS_FILE)
         self._board = None
+        if is_writer():
+            _truncate_rows(self.path, resume_step)
 
     def _tensorboard(self):
         if self._board is None:
             import tensorboardX  # Lazy: only writers pay for the import.
 
-            self._board = tensorboardX.SummaryWriter(logdir=self.workdir, flush_secs=30)
+            self._board = tensorboardX.SummaryWriter(
+                logdir=self.workdir, flush_secs=30, purge_step=self.resume_step + 1
+            )
         return self._board
 
     def write(self, step: int, metrics: Mapping[str, float]) -> None:
