@@ -11,7 +11,6 @@ from neural_synth import experiments, io
 from neural_synth.experiments import marker
 from tests import helpers
 
-SMOKE = "--config=configs/marker.py:smoke"
 
 
 @pytest.fixture(scope="module")
