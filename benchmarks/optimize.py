@@ -40,7 +40,9 @@ from absl import app, flags, logging
 
 from neural_synth import io
 from neural_synth.models import vgg
-from neural_synth.optimize import gatys, loop
+from neural_synth.optimize import gatys, loop, objective
+from neural_synth.optimize import options as options_lib
+from neural_synth.optimize import problem as problem_lib
 
 _SIZES = flags.DEFINE_list("sizes", ["256", "512"], "Square image sizes to time.")
 _STEPS = flags.DEFINE_integer("steps", 10, "Steps per timed chunk / Python loop.", lower_bound=1)
@@ -57,8 +59,8 @@ _MEMORY_TILE = flags.DEFINE_integer(
     "memory_tile", 0, "tile_size of the memory run (0: whole image at once).", lower_bound=0
 )
 
-STYLE_LAYERS = gatys.DEFAULT_STYLE_LAYERS
-CONTENT_LAYER = gatys.DEFAULT_CONTENT_LAYERS[0]
+STYLE_LAYERS = options_lib.DEFAULT_STYLE_LAYERS
+CONTENT_LAYER = options_lib.DEFAULT_CONTENT_LAYERS[0]
 LAYERS = (*STYLE_LAYERS, CONTENT_LAYER)
 
 
@@ -88,13 +90,13 @@ def formula_flops(size: int) -> float:
 # ----------------------------------------------------------------------------- JAX side
 
 
-def make_problem(size: int) -> tuple[gatys.Problem, gatys.Options, jax.Array]:
+def make_problem(size: int) -> tuple[problem_lib.Problem, options_lib.GatysOptions, jax.Array]:
     module = vgg.VGG(arch="vgg19", pooling="avg")
     params = vgg.random_params("vgg19", LAYERS, seed=0)
-    options = gatys.Options(init="content")
+    options = options_lib.GatysOptions(init="content")
     content = io.load_image_or_sample("skimage:astronaut", size=(size, size))
     style = io.load_image_or_sample("skimage:brick", size=(size, size))
-    problem = gatys.build_problem(
+    problem = problem_lib.build_problem(
         module,
         vgg.freeze({"params": params}),
         styles=[style],
@@ -106,9 +108,9 @@ def make_problem(size: int) -> tuple[gatys.Problem, gatys.Options, jax.Array]:
     return problem, options, jnp.asarray(content[None])
 
 
-def time_jax_grad(problem: gatys.Problem, x: jax.Array):
+def time_jax_grad(problem: problem_lib.Problem, x: jax.Array):
     """(jitted grad fn, XLA cost-analysis FLOPs)."""
-    loss = functools.partial(gatys.total_loss, spec=problem.spec)
+    loss = functools.partial(objective.total_loss, spec=problem.spec)
     grad_fn = jax.jit(jax.value_and_grad(loss))
     compiled = grad_fn.lower(x, problem.data).compile()
     cost = compiled.cost_analysis()
@@ -126,9 +128,9 @@ def time_loops(problem, options, x, name: str, steps: int, repeats: int, python_
     in their number of line-search evaluations).
     """
     opt = loop.make_optimizer(name, learning_rate=options.learning_rate)
-    scale = loop.lbfgs_scale(x.size) if name == "lbfgs" else 1.0  # As gatys.optimize.
+    scale = loop.lbfgs_scale(x.size) if name == "lbfgs" else 1.0  # As gatys.optimize_scale.
     runner = loop.Loop(
-        functools.partial(gatys.total_loss, spec=problem.spec),
+        functools.partial(objective.total_loss, spec=problem.spec),
         opt,
         is_lbfgs=name == "lbfgs",
         clip=name == "adam",
@@ -275,7 +277,7 @@ def bench_memory(size: int) -> None:
     params = vgg.random_params("vgg19", LAYERS, seed=0)
     content = io.load_image_or_sample("skimage:astronaut", size=(size, size))
     style = io.load_image_or_sample("skimage:brick", max_side=512)
-    options = gatys.Options(
+    options = options_lib.GatysOptions(
         init="content",
         num_steps=_MEMORY_STEPS.value,
         optimizer=_MEMORY_OPTIMIZER.value,

@@ -38,7 +38,7 @@ import numpy as np
 from absl import app, flags
 
 from neural_synth import experiments
-from neural_synth.train import mesh as mesh_lib
+from neural_synth import mesh as mesh_lib
 from neural_synth.train import prng, trainer
 from scripts import common
 
@@ -188,18 +188,18 @@ def copy_params_to_torch(flax_params, module) -> None:
     """Copies flax parameters {name: {kernel, bias | scale, bias}} into a torch module.
 
     Conv kernels [kh, kw, in, out] -> [out, in, kh, kw]; transposed-conv kernels
-    ('phase_kernel' of `unet.PhaseConvTranspose`, converted to [4, 4, in, out])
+    ('phase_kernel' of `conv.PhaseConvTranspose`, converted to [4, 4, in, out])
     -> [in, out, 4, 4].
     """
     import torch
 
-    from neural_synth.models import unet
+    from neural_synth.models import conv
 
     for name, leaves in flax_params.items():
         layer = module.layers[name]
         for key, value in leaves.items():
-            if key == "phase_kernel":  # unet.PhaseConvTranspose's layout.
-                key, value = "kernel", unet.to_standard_kernel(value)
+            if key == "phase_kernel":  # conv.PhaseConvTranspose's layout.
+                key, value = "kernel", conv.to_standard_kernel(value)
             value = np.asarray(value)
             if key == "kernel":
                 perm = (2, 3, 0, 1) if isinstance(layer, torch.nn.ConvTranspose2d) else (3, 2, 0, 1)

@@ -34,13 +34,20 @@ import pathlib
 import secrets
 import struct
 import threading
+import warnings
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps
 
-DEFAULT_MAX_PIXELS = 20000 * 20000
+# Pillow's own default limit (`Image.MAX_IMAGE_PIXELS`, 2**30 // 12, ~ 9459 x 9459).
+# Loading peaks at 22-27 bytes per pixel (decoded 8-bit data, float32 RGB and
+# temporaries; measured on 16 MP grayscale and RGB PNGs), so an image at the limit
+# takes up to ~2.4 GB, a 20000 x 20000 one 8.8-11 GB. Checked from the header,
+# before anything is decoded.
+DEFAULT_MAX_PIXELS = 89_478_485
 SAMPLE_PREFIX = "skimage:"
 ALPHA_MODES = ("white", "black", "drop")
 # scikit-image sample images that ship inside the package (no download needed).
@@ -114,21 +121,34 @@ def load_image(
     _check_resize_args(max_side, size)
     if alpha not in ALPHA_MODES:
         raise ValueError(f"alpha must be one of {ALPHA_MODES}, got {alpha!r}.")
+    if not isinstance(max_pixels, int | np.integer) or max_pixels < 1:
+        raise ValueError(f"max_pixels must be a positive integer, got {max_pixels!r}.")
     path = pathlib.Path(path)
     if not path.is_file():
         what = "is a directory" if path.is_dir() else "does not exist"
         raise ImageError(f"Image file {str(path)!r} {what}; check the path.")
+    if path.stat().st_size == 0:
+        raise ImageError(f"Image file {str(path)!r} is empty (0 bytes); re-export or re-copy it.")
     try:
-        with _open_checked(path, max_pixels) as im:
-            im.load()  # Full decode now: truncated data fails here, not later.
-            image = _to_float_rgb(ImageOps.exif_transpose(im), alpha=alpha)
+        # Pillow warns about damaged metadata (e.g. corrupt EXIF, then ignored) on
+        # stderr; a command's output should hold only its own line.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", module="PIL")
+            with _open_checked(path, max_pixels) as im:
+                im.load()  # Full decode now: truncated data fails here, not later.
+                image = _to_float_rgb(ImageOps.exif_transpose(im), alpha=alpha)
     except ImageError:
         raise
-    except _DECODE_ERRORS as e:
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+    except Image.UnidentifiedImageError as e:
         raise ImageError(
-            f"Cannot read image {str(path)!r} ({reason}); the file is damaged, truncated or "
-            "not an image: re-export it as PNG or JPEG."
+            f"Cannot read image {str(path)!r}: not an image file in a format Pillow knows; "
+            "check the path, or re-export it as PNG or JPEG."
+        ) from e
+    except _DECODE_ERRORS as e:
+        reason = " ".join(str(e).split())[:200] or type(e).__name__
+        raise ImageError(
+            f"Cannot read image {str(path)!r} ({reason}): the file is truncated or damaged; "
+            "re-export it as PNG or JPEG."
         ) from e
     return resize(image, max_side=max_side, size=size)
 
@@ -148,7 +168,8 @@ def _open_checked(path: pathlib.Path, max_pixels: int) -> Image.Image:
         im.close()
         raise ImageError(
             f"Image {str(path)!r} is {width}x{height} = {width * height} pixels, more than "
-            f"max_pixels={max_pixels} (a decompression bomb?); shrink the file or raise max_pixels."
+            f"max_pixels={max_pixels} (a decompression bomb, or a very large photo); shrink "
+            "the file or raise max_pixels."
         )
     return im
 
@@ -164,7 +185,9 @@ def _to_float_rgb(im: Image.Image, *, alpha: str) -> np.ndarray:
     if im.mode in ("1", "L") and not has_alpha:
         return _gray_to_rgb(np.asarray(im.convert("L"), np.float32) / 255.0)
     if not has_alpha:
-        return np.asarray(im.convert("RGB"), np.float32) / 255.0
+        rgb = np.asarray(im.convert("RGB"), np.float32)
+        rgb /= 255.0  # In place: one float copy of a large image, not two.
+        return rgb
     rgba = np.asarray(im.convert("RGBA"), np.float32) / 255.0  # [H, W, 4]
     rgb, opacity = rgba[..., :3], rgba[..., 3:]
     if alpha == "drop":
@@ -226,6 +249,17 @@ def load_image_or_sample(
         image = sample_image(text[len(SAMPLE_PREFIX) :])
         return resize(image, max_side=max_side, size=size)
     return load_image(spec, max_side=max_side, size=size, max_pixels=max_pixels, alpha=alpha)
+
+
+def check_min_side(image: np.ndarray, min_side: int, *, name: str | os.PathLike) -> None:
+    """Raises `ImageError` naming the image `name` when a side of `image` [H, W, C] is
+    below `min_side` (for networks that need a minimum input size)."""
+    height, width = np.shape(image)[:2]
+    if min(height, width) < min_side:
+        raise ImageError(
+            f"Image {os.fspath(name)!r} is {width}x{height} pixels, too small: this needs at "
+            f"least {min_side} px per side; use a larger image."
+        )
 
 
 # ----------------------------------------------------------------------------- resizing
@@ -302,33 +336,65 @@ def to_uint8(image) -> np.ndarray:
     return np.round(np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
+def check_save_path(path: str | os.PathLike) -> pathlib.Path:
+    """Raises ValueError unless `save_image` can write `path`; call it before slow work.
+
+    Checks the extension (.png, .jpg, .jpeg), that `path` is not a directory and
+    that no parent of it is an existing file. Returns `path` as a Path.
+    """
+    path = pathlib.Path(path)
+    if path.suffix.lower() not in _SAVE_FORMATS:
+        raise ValueError(
+            f"Cannot save {str(path)!r}: unknown extension {path.suffix!r}; use .png, .jpg or .jpeg."
+        )
+    if path.is_dir():
+        raise ValueError(f"Cannot save {str(path)!r}: it is a directory; give a file name.")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(
+                    f"Cannot save {str(path)!r}: {str(parent)!r} is a file, not a directory; "
+                    "choose another output path."
+                )
+            break
+    return path
+
+
+def write_atomically(path: str | os.PathLike, write_fn: Callable[[BinaryIO], object]) -> None:
+    """Calls `write_fn(file)` on a temporary file beside `path`, then renames it to `path`.
+
+    Readers never see half a file, and a failure (an exception, a kill) leaves any
+    existing `path` untouched; the temporary file is removed on exceptions. The
+    parent folder must exist.
+    """
+    path = pathlib.Path(path)
+    # A unique name in the same folder (same file system, so the rename is atomic);
+    # open() rather than mkstemp so the file gets the umask's permissions.
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        with open(tmp, "xb") as f:
+            write_fn(f)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def save_image(path: str | os.PathLike, image, *, quality: int = 95) -> pathlib.Path:
     """Writes an image as PNG or JPEG (chosen by extension); returns the path.
 
     `image` is [H, W], [H, W, 1] or [H, W, 3], float in [0, 1] (clipped, rounded
     to 8 bits) or uint8; NumPy or JAX arrays. Parent folders are created. The
-    file is written to a temporary name and renamed, so readers never see half
-    a file. JPEGs use `quality` and no chroma subsampling.
+    file is written atomically (`write_atomically`): readers never see half a
+    file and a failure leaves an existing file untouched. JPEGs use `quality`
+    and no chroma subsampling.
     """
-    path = pathlib.Path(path)
-    fmt = _SAVE_FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise ValueError(
-            f"Cannot save {str(path)!r}: unknown extension {path.suffix!r}; use .png, .jpg or .jpeg."
-        )
+    path = check_save_path(path)
+    fmt = _SAVE_FORMATS[path.suffix.lower()]
     pil = Image.fromarray(to_uint8(image))
     options = dict(quality=int(quality), subsampling=0) if fmt == "JPEG" else {}
     path.parent.mkdir(parents=True, exist_ok=True)
-    # A unique temporary name beside the target (same file system, so the rename
-    # is atomic); open() rather than mkstemp so the file gets the umask's permissions.
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            pil.save(f, format=fmt, **options)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomically(path, lambda f: pil.save(f, format=fmt, **options))
     return path
 
 
@@ -382,3 +448,28 @@ def save_grid(
     """`save_image(path, make_grid(images, ...))`; images [N, H, W, C]."""
     grid = make_grid(images, ncols=ncols, padding=padding, pad_value=pad_value)
     return save_image(path, grid, quality=quality)
+
+
+def check_gif_path(path: str | os.PathLike) -> pathlib.Path:
+    """Raises ValueError unless `save_gif` can write `path` (a .gif, not a folder); call it early."""
+    path = pathlib.Path(path)
+    if path.suffix.lower() != ".gif":
+        raise ValueError(f"Cannot save {str(path)!r} as an animation: use a .gif file name.")
+    if path.is_dir():
+        raise ValueError(f"Cannot save {str(path)!r}: it is a directory; give a file name.")
+    return path
+
+
+def save_gif(path: str | os.PathLike, frames, *, duration_ms: int = 80) -> pathlib.Path:
+    """Writes frames [N, H, W, 3] (float in [0, 1] or uint8) as a looping animated GIF.
+
+    Written atomically (`write_atomically`); parent folders are created.
+    """
+    path = check_gif_path(path)
+    images = [Image.fromarray(to_uint8(f)) for f in frames]
+    if not images:
+        raise ValueError("save_gif needs at least one frame.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    options = dict(save_all=True, append_images=images[1:], duration=int(duration_ms), loop=0)
+    write_atomically(path, lambda f: images[0].save(f, format="GIF", **options))
+    return path

@@ -2,7 +2,7 @@
 
 `define_flags` declares the flags both tools take (loss, optimizer, schedule,
 style preprocessing, weights); `options_from_flags` turns them into
-`gatys.Options`; `load_model` loads ported weights or announces random ones.
+`options.GatysOptions`; `load_model` loads ported weights or announces random ones.
 """
 
 import pathlib
@@ -15,6 +15,7 @@ from neural_synth import io
 from neural_synth.losses import gram
 from neural_synth.models import vgg
 from neural_synth.optimize import gatys, loop, masks
+from neural_synth.optimize import options as options_lib
 from scripts import common
 
 _IMAGE_HELP = f"a file path, or skimage:NAME for a bundled sample ({', '.join(io.SAMPLE_NAMES)})"
@@ -66,7 +67,7 @@ def _style_image_flags(f: dict) -> None:
 def _loss_flags(f: dict, *, style_weight: float) -> None:
     """Loss layers, weights and statistic."""
     f["style_layers"] = flags.DEFINE_list(
-        "style_layers", list(gatys.DEFAULT_STYLE_LAYERS), "VGG layers of the style loss."
+        "style_layers", list(options_lib.DEFAULT_STYLE_LAYERS), "VGG layers of the style loss."
     )
     f["style_layer_weights"] = flags.DEFINE_list(
         "style_layer_weights", None, "Weights of the style layers, one each (default: 1 each)."
@@ -110,7 +111,7 @@ def _optimizer_flags(f: dict, *, steps: int, init: str) -> None:
         lower_bound=0,
     )
     f["init"] = flags.DEFINE_enum(
-        "init", init, gatys.INITS, "Start from noise, the content or --init_image."
+        "init", init, options_lib.INITS, "Start from noise, the content or --init_image."
     )
     f["init_image"] = flags.DEFINE_string("init_image", None, f"Starting image: {_IMAGE_HELP}.")
     f["seed"] = flags.DEFINE_integer("seed", 0, "Seed of the noise (and of random weights).")
@@ -138,9 +139,9 @@ def _network_flags(f: dict) -> None:
     )
 
 
-def options_from_flags(f: dict, **extra) -> gatys.Options:
-    """`gatys.Options` from the shared flags plus script-specific fields in `extra`."""
-    return gatys.Options(
+def options_from_flags(f: dict, **extra) -> options_lib.GatysOptions:
+    """`options.GatysOptions` from the shared flags plus script-specific fields in `extra`."""
+    return options_lib.GatysOptions(
         style_layers=tuple(f["style_layers"].value),
         style_layer_weights=common.parse_floats(
             f["style_layer_weights"].value, "style_layer_weights"
@@ -193,7 +194,7 @@ def region_masks(spec, num_styles: int, height: int, width: int) -> np.ndarray |
         return masks.split(spec[0], num_styles, height=height, width=width)
     if len(spec) != num_styles:
         raise ValueError(f"--masks needs one mask per style ({num_styles}), got {len(spec)}")
-    return masks.load(spec, height=height, width=width)
+    return masks.load_masks(spec, height=height, width=width)
 
 
 def check_out(out: str) -> pathlib.Path:

@@ -17,6 +17,7 @@ from absl import flags
 
 from neural_synth import io
 from neural_synth.optimize import color_transfer, gatys
+from neural_synth.optimize import options as options_lib
 from scripts import common, gatys_flags
 
 RANDOM_WEIGHTS_CONTENT_LAYER = "relu2_2"
@@ -44,7 +45,7 @@ _CONTENT_WEIGHT = flags.DEFINE_float("content_weight", 1.0, "Content loss weight
 _PRESERVE_COLOR = flags.DEFINE_enum(
     "preserve_color",
     "none",
-    gatys.COLOR_MODES,
+    options_lib.COLOR_MODES,
     "Keep the content's colours: 'luminance' (transfer luma only) or 'histogram' (recolour "
     "the style to the content's colour mean and covariance first).",
 )
@@ -60,7 +61,7 @@ def content_layers() -> tuple[str, ...]:
     if _CONTENT_LAYERS.value:
         return tuple(_CONTENT_LAYERS.value)
     if _FLAGS["vgg"].value:
-        return gatys.DEFAULT_CONTENT_LAYERS
+        return options_lib.DEFAULT_CONTENT_LAYERS
     return (RANDOM_WEIGHTS_CONTENT_LAYER,)
 
 
@@ -75,10 +76,10 @@ def run() -> None:
         color_match=_MATCH.value,
     )
     arch = "vgg19" if _FLAGS["vgg"].value else _FLAGS["arch"].value
-    layers = gatys.check_options(options, arch, has_content=True)  # Early, before slow work.
+    layers = options_lib.check_options(options, arch, has_content=True)  # Early, before slow work.
     first = io.load_image_or_sample(_CONTENT.value[0], max_side=_MAX_SIDE.value)
     size = first.shape[:2]
-    gatys.check_size(size, arch, layers)
+    options_lib.check_output_size(size, arch, layers)
     rest = [io.load_image_or_sample(c, size=size) for c in _CONTENT.value[1:]]
     content = np.stack([first, *rest])
     styles = gatys_flags.load_styles(_STYLE.value, _FLAGS["style_max_side"].value)

@@ -35,8 +35,8 @@ _STATS = flags.DEFINE_integer(
 _MAX_PIXELS = flags.DEFINE_integer(
     "max_pixels",
     io.DEFAULT_MAX_PIXELS,
-    "Refuse inputs with more pixels than this (decompression bombs); loading costs about "
-    "22 bytes per pixel, so raise it only for real photos that fit in memory.",
+    "Refuse inputs with more pixels than this (decompression bombs); loading costs 22-27 "
+    "bytes per pixel, so raise it only for real photos that fit in memory.",
 )
 flags.mark_flags_as_required(["workdir", "input", "out"])
 

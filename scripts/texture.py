@@ -14,6 +14,7 @@ from absl import flags
 
 from neural_synth import io
 from neural_synth.optimize import gatys
+from neural_synth.optimize import options as options_lib
 from scripts import common, gatys_flags
 
 _TEXTURE = flags.DEFINE_multi_string(
@@ -41,10 +42,10 @@ def run() -> None:
     size = common.parse_size(_SIZE.value) if _SIZE.value else None
     options = gatys_flags.options_from_flags(_FLAGS)
     arch = "vgg19" if _FLAGS["vgg"].value else _FLAGS["arch"].value
-    layers = gatys.check_options(options, arch, has_content=False)  # Early, before slow work.
+    layers = options_lib.check_options(options, arch, has_content=False)  # Early, before slow work.
     textures = gatys_flags.load_styles(_TEXTURE.value, _FLAGS["style_max_side"].value)
     size = size or textures[0].shape[:2]
-    gatys.check_size(size, arch, layers)
+    options_lib.check_output_size(size, arch, layers)
     init = _FLAGS["init_image"].value
     init_image = io.load_image_or_sample(init) if init else None
     masks = gatys_flags.region_masks(_FLAGS["masks"].value, len(textures), *size)

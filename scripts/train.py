@@ -17,8 +17,7 @@ import jax
 from absl import flags
 from ml_collections import config_flags
 
-from neural_synth import experiments
-from neural_synth.train import mesh
+from neural_synth import experiments, mesh
 from scripts import common
 
 _CONFIG = config_flags.DEFINE_config_file(

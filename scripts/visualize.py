@@ -93,7 +93,7 @@ def _classifier() -> classifiers.Classifier:
 
 def _photo(size: int | None = None) -> np.ndarray:
     image = io.load_image_or_sample(_IMAGE.value)
-    return classifiers.prepare(image, size or _SIZE.value)
+    return classifiers.prepare_image(image, size or _SIZE.value)
 
 
 def _out() -> str:
@@ -116,6 +116,18 @@ def _predict(classifier, image: np.ndarray) -> np.ndarray:
     return np.asarray(jax.nn.softmax(logits[0]))
 
 
+def _classes(default=None) -> list[int] | None:
+    """--classes as checked ImageNet indices (or `default` when not given)."""
+    if not _CLASSES.value:
+        return default
+    try:
+        return [imagenet.check_class(int(c)) for c in _CLASSES.value]
+    except ValueError:
+        raise ValueError(
+            f"--classes must be ImageNet indices 0..999, got {_CLASSES.value}"
+        ) from None
+
+
 def _describe(names, probs, index: int) -> str:
     return f"{index:4d} {names[index]:<12} p={probs[index]:.3f}"
 
@@ -129,10 +141,7 @@ def _targets(classifier, image, *, neurons: bool = True) -> tuple[np.ndarray, st
             return np.asarray([_CHANNEL.value]), layer
         return np.asarray([_strongest_channel(classifier, image, layer)]), layer
     probs = _predict(classifier, image)
-    if _CLASSES.value:
-        classes = [imagenet.check_class(int(c)) for c in _CLASSES.value]
-    else:
-        classes = [int(np.argmax(probs))]
+    classes = _classes([int(np.argmax(probs))])
     for c in classes:
         print("explaining class", _describe(names, probs, c))
     return np.asarray(classes), None
@@ -146,7 +155,9 @@ def _strongest_channel(classifier, image, layer: str) -> int:
 
 
 def classify() -> None:
-    classifier, image = _classifier(), _photo()
+    if _OUT.value:
+        io.check_save_path(_OUT.value)
+    image, classifier = _photo(), _classifier()
     probs = _predict(classifier, image)
     names = imagenet.class_names(_LABELS.value)
     print(f"{_MODEL.value} on {_IMAGE.value} ({_SIZE.value}x{_SIZE.value} centre crop):")
@@ -158,7 +169,7 @@ def classify() -> None:
 
 def _attribution(method) -> tuple[np.ndarray, np.ndarray]:
     _out()
-    classifier, image = _classifier(), _photo()
+    image, classifier = _photo(), _classifier()
     targets, layer = _targets(classifier, image)
     images = np.repeat(image[None], len(targets), axis=0)
     result = method(classifier, images, targets, layer)
@@ -202,13 +213,18 @@ def guided() -> None:
 
 
 def deconv() -> None:
+    if _MODEL.value == "efficientnet_lite0":
+        print(
+            "note: EfficientNet-Lite0 has no max-pooling, so the deconvnet's picture depends "
+            "on the image only through the neuron's position (use guided for more)"
+        )
     _signed("deconvnet", "deconvnet")
 
 
 def gradcam() -> None:
     _out()
-    classifier, image = _classifier(), _photo()
-    layer = _LAYER.value  # Here --layer is the CAM layer, not a neuron to explain.
+    image, classifier = _photo(), _classifier()
+    layer = _LAYER.value and classifier.check_layer(_LAYER.value)  # The CAM layer here.
     classes, _ = _targets(classifier, image, neurons=False)
     images = np.repeat(image[None], len(classes), axis=0)
     cams = attribution.gradcam(classifier, images, classes, layer=layer, batch_size=_BATCH.value)
@@ -226,10 +242,10 @@ def _reporter(total: int, what: str):
     return lambda report: reporter.update(report.step, {"loss": report.loss})
 
 
-def _ascent_options(default_steps: int, default_jitter: int) -> ascent.Options:
+def _ascent_options(default_steps: int, default_jitter: int) -> ascent.AscentOptions:
     steps = default_steps if _STEPS.value is None else _STEPS.value
     jitter = default_jitter if _JITTER.value is None else _JITTER.value
-    return ascent.Options(
+    return ascent.AscentOptions(
         num_steps=steps, learning_rate=_LR.value, jitter=jitter,
         parameterization=_PARAM.value, seed=_SEED.value, chunk_size=max(1, min(25, steps)),
     )  # fmt: skip
@@ -237,9 +253,9 @@ def _ascent_options(default_steps: int, default_jitter: int) -> ascent.Options:
 
 def classmodel() -> None:
     _out()
+    classes, options = _classes([281, 967, 130, 954]), _ascent_options(200, 8)
+    options.check()
     classifier = _classifier()
-    classes = [imagenet.check_class(int(c)) for c in (_CLASSES.value or [281, 967, 130, 954])]
-    options = _ascent_options(200, 8)
     images = class_model.class_models(
         classifier, classes, size=_SIZE.value, l2=_L2.value, tv=_TV.value or 0.0,
         options=options, callback=_reporter(options.num_steps, "class models"),
@@ -253,12 +269,12 @@ def classmodel() -> None:
 
 def dream_command() -> None:
     _out()
-    classifier = _classifier()
     image = io.load_image_or_sample(_IMAGE.value, max_side=_MAX_SIDE.value)
+    classifier = _classifier()
     layers = _LAYERS.value or (DREAM_LAYERS if _MODEL.value == "efficientnet_lite0" else None)
     if not layers:
         raise ValueError("dream needs --layers for VGG, e.g. --layers relu4_1")
-    options = dream.Options(
+    options = dream.DreamOptions(
         num_octaves=_OCTAVES.value, octave_scale=_OCTAVE_SCALE.value,
         steps_per_octave=_DREAM_STEPS.value, step_size=_STEP_SIZE.value,
         jitter=32 if _JITTER.value is None else _JITTER.value, tile=_TILE.value, seed=_SEED.value,
@@ -272,7 +288,7 @@ def dream_command() -> None:
 
 def invert() -> None:
     _out()
-    classifier, image = _classifier(), _photo()
+    image, classifier = _photo(), _classifier()
     layers = _LAYERS.value or (INVERT_LAYERS if _MODEL.value == "efficientnet_lite0" else None)
     if not layers:
         raise ValueError("invert needs --layers for VGG, e.g. --layers relu2_1,relu4_1")
@@ -295,9 +311,8 @@ def invert() -> None:
 
 def rf() -> None:
     _out()
-    classifier = _classifier()
+    image, classifier = _photo(), _classifier()
     layer = classifier.check_layer(_LAYER.value or "block5")
-    image = _photo()
     size = image.shape[0]
     rows, cols = receptive_field.arithmetic(classifier, layer, size, size)
     position = (rows.length // 2, cols.length // 2)

@@ -1,6 +1,7 @@
-"""Paired images for pix2pix: datasets through tensorflow-datasets, edge maps, random jitter.
+"""Paired images for pix2pix: edge maps, fitting, random jitter (in memory, NumPy).
 
-Sources (`source` strings of `load_pairs`, as in configs):
+The datasets themselves are read by `pix2pix_builders.load_pairs`. Sources
+(`source` strings of `load_pairs`, as in configs):
   'edges2x:skimage'        (edges, photo) pairs from the colour photographs bundled
                            with scikit-image (default; random crops; chelsea and
                            coffee are held out as the test split)
@@ -15,9 +16,9 @@ Sources (`source` strings of `load_pairs`, as in configs):
                            (or 'input'/'target'), read as is
 
 The first three prepare an `Edges2X` dataset and 'paired:' a `PairedImages`
-dataset (builders in `pix2pix_builders`, imported lazily because tensorflow-
-datasets is slow to import) into the tfds data dir on first use; later calls
-read the prepared ArrayRecord files. Nothing is ever downloaded.
+dataset (`pix2pix_builders`; import it only where data are read, since
+tensorflow-datasets is slow to import) into the tfds data dir on first use;
+later calls read the prepared ArrayRecord files. Nothing is ever downloaded.
 
 Edge maps are black lines on white (like edges2shoes / edges2cats) from the
 Canny detector on the grey image; photos are fitted to the requested size by
@@ -33,21 +34,7 @@ import numpy as np
 from PIL import Image
 
 from neural_synth import io
-
-DIRECTIONS = ("AtoB", "BtoA")
-# Pairs of image features that `load_pairs` reads from a tfds dataset, in order.
-FEATURE_PAIRS = (("a", "b"), ("input", "target"))
-_BUILDER_NAMES = ("PairedImages", "PairedImagesConfig", "Edges2X", "Edges2XConfig")
-
-
-def __getattr__(name: str):
-    """Lazy access to the tfds builder classes (`pix2pix.Edges2X`, ...)."""
-    if name in _BUILDER_NAMES:
-        from neural_synth.data import pix2pix_builders  # Lazy: imports tensorflow-datasets.
-
-        return getattr(pix2pix_builders, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
+from neural_synth.models import layers
 
 # ----------------------------------------------------------------------------- images
 
@@ -96,14 +83,9 @@ def fit_uint8(image: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
 
 def check_size(size) -> tuple[int, int]:
     """(height, width) of positive integers, or a ValueError naming the fix."""
-    ok = (
-        isinstance(size, tuple | list)
-        and len(size) == 2
-        and all(isinstance(s, int | np.integer) and s >= 1 for s in size)
-    )
-    if not ok:
+    if not (isinstance(size, tuple | list) and len(size) == 2):
         raise ValueError(f"size must be (height, width), two positive integers; got {size!r}.")
-    return int(size[0]), int(size[1])
+    return layers.check_image_size(*size, what="size")
 
 
 # ----------------------------------------------------------------------------- jitter
@@ -176,90 +158,3 @@ def _resize_bilinear(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- loading
-
-
-def load_pairs(
-    source: str,
-    split: str,
-    *,
-    data_dir: str | None = None,
-    size: tuple[int, int] | None = None,
-    max_examples: int | None = None,
-    direction: str = "AtoB",
-    sigma: float = 2.0,
-    rebuild: bool = False,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(inputs, targets) of one split: uint8 [N, H, W, 3] arrays, in the dataset's stored order.
-
-    On first use the dataset is prepared in `data_dir` from local files (see the
-    module docstring for `source`); later calls only read it. Nothing is
-    downloaded.
-
-    Args:
-      source: 'edges2x:skimage' | 'edges2x:folder:/path' | 'edges2x:tfds:NAME'
-        (size required), 'paired:/path' or 'tfds:NAME'.
-      split: e.g. 'train', 'val', 'test' (whatever the dataset has).
-      data_dir: tfds data dir (tfds' default, $TFDS_DATA_DIR or
-        ~/tensorflow_datasets, when None).
-      size: (height, width). Edges2X prepares pairs of this size; other sources
-        are fitted to it when read (short side resized, centre cropped).
-      max_examples: read at most this many pairs.
-      direction: 'AtoB' (inputs = a, e.g. edges) or 'BtoA' (swapped).
-      sigma: Canny sigma of Edges2X edge maps.
-      rebuild: prepare the dataset again even if it exists (e.g. after the
-        source folder changed).
-
-    Raises:
-      ValueError: unknown source, missing folder, no images, missing split,
-        tfds dataset not prepared, or images of different sizes with size=None.
-    """
-    if direction not in DIRECTIONS:
-        raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}.")
-    if size is not None:
-        size = check_size(size)
-    from neural_synth.data import pix2pix_builders  # Lazy: imports tensorflow-datasets.
-
-    builder = pix2pix_builders.prepare(
-        source, data_dir=data_dir, size=size, sigma=sigma, rebuild=rebuild
-    )
-    examples = pix2pix_builders.read_split(builder, split, max_examples=max_examples)
-    keys = _feature_pair(builder, source)
-    inputs = _stack([ex[keys[0]] for ex in examples], size, source, split)
-    targets = _stack([ex[keys[1]] for ex in examples], size, source, split)
-    return (targets, inputs) if direction == "BtoA" else (inputs, targets)
-
-
-def _feature_pair(builder, source: str) -> tuple[str, str]:
-    """Names of the (input, target) image features of a prepared dataset."""
-    features = set(builder.info.features.keys())
-    for pair in FEATURE_PAIRS:
-        if set(pair) <= features:
-            return pair
-    raise ValueError(
-        f"{source!r} has features {sorted(features)}; pix2pix needs image features "
-        "'a' and 'b' (or 'input' and 'target'). Use 'edges2x:tfds:NAME' for a photo dataset."
-    )
-
-
-def _stack(images: list[np.ndarray], size, source: str, split: str) -> np.ndarray:
-    """Decoded images -> uint8 [N, H, W, 3], fitted to `size` when given."""
-    images = [fit_uint8(_rgb(np.asarray(x)), size) for x in images]
-    if not images:
-        shape = (0, *(size or (0, 0)), 3)
-        return np.zeros(shape, np.uint8)
-    shapes = sorted({x.shape[:2] for x in images})
-    if len(shapes) > 1:
-        raise ValueError(
-            f"Images of {source!r} split {split!r} have different sizes {shapes[:4]}; "
-            "pass size=(height, width) to resize them."
-        )
-    return np.stack(images)
-
-
-def _rgb(image: np.ndarray) -> np.ndarray:
-    """uint8 [H, W, C] with C in 1, 3, 4 (alpha dropped) -> uint8 [H, W, 3]."""
-    if image.ndim == 2:
-        image = image[..., None]
-    if image.shape[-1] == 1:
-        return np.repeat(image, 3, axis=-1)
-    return image[..., :3]

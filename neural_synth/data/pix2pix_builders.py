@@ -1,4 +1,4 @@
-"""tensorflow-datasets builders for pix2pix pairs; used through `pix2pix.load_pairs`.
+"""tensorflow-datasets builders for pix2pix pairs, and `load_pairs`, which reads them.
 
 Two `GeneratorBasedBuilder`s whose configs are made per source (a
 `BuilderConfig` instance is passed to the constructor), so any folder or
@@ -369,7 +369,7 @@ def prepare(
     sigma: float = 2.0,
     rebuild: bool = False,
 ) -> tfds.core.DatasetBuilder:
-    """The prepared builder for a `pix2pix.load_pairs` source, preparing it on first use."""
+    """The prepared builder for a `load_pairs` source, preparing it on first use."""
     kind, _, rest = source.partition(":")
     if kind == "tfds" and rest:
         return open_prepared(rest, data_dir)
@@ -465,3 +465,94 @@ def read_split(
     if max_examples is not None and max_examples < 0:
         raise ValueError(f"max_examples must be >= 0 or None, got {max_examples}.")
     return list(itertools.islice(iterate_split(builder, split), max_examples))
+
+
+# ----------------------------------------------------------------------------- reading pairs
+
+
+DIRECTIONS = ("AtoB", "BtoA")
+# Pairs of image features that `load_pairs` reads from a tfds dataset, in order.
+FEATURE_PAIRS = (("a", "b"), ("input", "target"))
+
+
+def load_pairs(
+    source: str,
+    split: str,
+    *,
+    data_dir: str | None = None,
+    size: tuple[int, int] | None = None,
+    max_examples: int | None = None,
+    direction: str = "AtoB",
+    sigma: float = 2.0,
+    rebuild: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(inputs, targets) of one split: uint8 [N, H, W, 3] arrays, in the dataset's stored order.
+
+    On first use the dataset is prepared in `data_dir` from local files (see the
+    module docstring for `source`); later calls only read it. Nothing is
+    downloaded.
+
+    Args:
+      source: 'edges2x:skimage' | 'edges2x:folder:/path' | 'edges2x:tfds:NAME'
+        (size required), 'paired:/path' or 'tfds:NAME'.
+      split: e.g. 'train', 'val', 'test' (whatever the dataset has).
+      data_dir: tfds data dir (tfds' default, $TFDS_DATA_DIR or
+        ~/tensorflow_datasets, when None).
+      size: (height, width). Edges2X prepares pairs of this size; other sources
+        are fitted to it when read (short side resized, centre cropped).
+      max_examples: read at most this many pairs.
+      direction: 'AtoB' (inputs = a, e.g. edges) or 'BtoA' (swapped).
+      sigma: Canny sigma of Edges2X edge maps.
+      rebuild: prepare the dataset again even if it exists (e.g. after the
+        source folder changed).
+
+    Raises:
+      ValueError: unknown source, missing folder, no images, missing split,
+        tfds dataset not prepared, or images of different sizes with size=None.
+    """
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}.")
+    if size is not None:
+        size = pix2pix.check_size(size)
+    builder = prepare(source, data_dir=data_dir, size=size, sigma=sigma, rebuild=rebuild)
+    examples = read_split(builder, split, max_examples=max_examples)
+    keys = _feature_pair(builder, source)
+    inputs = _stack([ex[keys[0]] for ex in examples], size, source, split)
+    targets = _stack([ex[keys[1]] for ex in examples], size, source, split)
+    return (targets, inputs) if direction == "BtoA" else (inputs, targets)
+
+
+def _feature_pair(builder, source: str) -> tuple[str, str]:
+    """Names of the (input, target) image features of a prepared dataset."""
+    features = set(builder.info.features.keys())
+    for pair in FEATURE_PAIRS:
+        if set(pair) <= features:
+            return pair
+    raise ValueError(
+        f"{source!r} has features {sorted(features)}; pix2pix needs image features "
+        "'a' and 'b' (or 'input' and 'target'). Use 'edges2x:tfds:NAME' for a photo dataset."
+    )
+
+
+def _stack(images: list[np.ndarray], size, source: str, split: str) -> np.ndarray:
+    """Decoded images -> uint8 [N, H, W, 3], fitted to `size` when given."""
+    images = [pix2pix.fit_uint8(_rgb(np.asarray(x)), size) for x in images]
+    if not images:
+        shape = (0, *(size or (0, 0)), 3)
+        return np.zeros(shape, np.uint8)
+    shapes = sorted({x.shape[:2] for x in images})
+    if len(shapes) > 1:
+        raise ValueError(
+            f"Images of {source!r} split {split!r} have different sizes {shapes[:4]}; "
+            "pass size=(height, width) to resize them."
+        )
+    return np.stack(images)
+
+
+def _rgb(image: np.ndarray) -> np.ndarray:
+    """uint8 [H, W, C] with C in 1, 3, 4 (alpha dropped) -> uint8 [H, W, 3]."""
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.shape[-1] == 1:
+        return np.repeat(image, 3, axis=-1)
+    return image[..., :3]

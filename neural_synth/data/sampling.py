@@ -3,7 +3,7 @@
 Every experiment draws its training batches through `step_batches`, so a run
 resumed at step s sees exactly the batches an uninterrupted run saw from s on,
 and every process of a multi-host run draws the same global batch, of which it
-feeds only its own rows (`train.mesh.process_rows`): a run's data do not depend
+feeds only its own rows (`neural_synth.mesh.process_rows`): a run's data do not depend
 on how many processes share it.
 """
 

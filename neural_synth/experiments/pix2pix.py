@@ -22,8 +22,9 @@ random crop to `crop_size` for input and target, mirroring), reproducible from
 (seed, step, process). Evaluation runs on held-out 'test' pairs fitted to the
 crop size, without jitter, with dropout as configured for inference
 (`inference_dropout`; a fixed key so evaluations are comparable), and reports
-L1, PSNR and SSIM. `translate` runs a trained generator on images of any size
-that is large enough (reflection padding to the size multiple, then cropped).
+L1, PSNR and SSIM (`losses.metrics`). `translate` runs a trained generator on
+images of any size that is large enough (reflection padding to the size
+multiple, then cropped).
 
 References:
   Isola, Zhu, Zhou & Efros, "Image-to-Image Translation with Conditional
@@ -44,9 +45,11 @@ import optax
 
 from neural_synth import io
 from neural_synth.data import pix2pix as pix2pix_data
+from neural_synth.data import sampling
 from neural_synth.losses import adversarial
-from neural_synth.models import patchgan, unet
-from neural_synth.train import checkpoint, prng
+from neural_synth.losses import metrics as metrics_lib
+from neural_synth.models import layers, patchgan, unet
+from neural_synth.train import prng, schedule
 
 EVAL_SEED = 1_000_003  # Dropout noise of evaluations, summaries and `translate`.
 ADAM_B1 = 0.5
@@ -63,83 +66,6 @@ class Pix2PixState:
     d_opt_state: Any
 
 
-# ----------------------------------------------------------------------------- metrics
-
-
-def psnr(images: jax.Array, targets: jax.Array, *, data_range: float = 1.0) -> jax.Array:
-    """Peak signal-to-noise ratio in dB of each image [B, H, W, C]: [B]."""
-    mse = jnp.mean(jnp.square(images - targets), axis=(1, 2, 3))
-    return 10.0 * jnp.log10(data_range**2 / mse)
-
-
-def gaussian_window(sigma: float = 1.5, truncate: float = 3.5) -> np.ndarray:
-    """Normalised 1-D Gaussian taps, as scipy.ndimage.gaussian_filter uses (11 for 1.5)."""
-    radius = int(truncate * sigma + 0.5)
-    x = np.arange(-radius, radius + 1, dtype=np.float64)
-    w = np.exp(-0.5 * (x / sigma) ** 2)
-    return (w / w.sum()).astype(np.float32)
-
-
-def ssim(
-    images: jax.Array,
-    targets: jax.Array,
-    *,
-    data_range: float = 1.0,
-    sigma: float = 1.5,
-    k1: float = 0.01,
-    k2: float = 0.03,
-    sample_covariance: bool = True,
-) -> jax.Array:
-    """Mean structural similarity of each image pair [B, H, W, C]: [B].
-
-    Gaussian-weighted local statistics (11x11 window for sigma 1.5), averaged
-    over the positions whose window lies inside the image and over channels:
-    the same as scikit-image's `structural_similarity(gaussian_weights=True,
-    data_range=data_range, channel_axis=-1)` (which also rescales the local
-    (co)variances by N / (N - 1), N = 121, unless `sample_covariance=False`).
-
-    References: Wang, Bovik, Sheikh & Simoncelli, "Image Quality Assessment:
-      From Error Visibility to Structural Similarity", IEEE TIP 2004.
-    """
-    taps = gaussian_window(sigma)
-    n = taps.size
-    if images.shape != targets.shape or images.ndim != 4 or min(images.shape[1:3]) < n:
-        raise ValueError(
-            f"ssim needs two image batches [B, H, W, C] of one shape with H, W >= {n}; "
-            f"got {images.shape} and {targets.shape}."
-        )
-    a, b = images.astype(jnp.float32), targets.astype(jnp.float32)
-    stats = _local_means(jnp.concatenate([a, b, a * a, b * b, a * b], axis=-1), taps)
-    mu_a, mu_b, aa, bb, ab = jnp.split(stats, 5, axis=-1)  # Each [B, H - n + 1, W - n + 1, C].
-    cov_norm = n * n / (n * n - 1.0) if sample_covariance else 1.0
-    var_a, var_b = cov_norm * (aa - mu_a * mu_a), cov_norm * (bb - mu_b * mu_b)
-    cov = cov_norm * (ab - mu_a * mu_b)
-    c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
-    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / (
-        (mu_a * mu_a + mu_b * mu_b + c1) * (var_a + var_b + c2)
-    )
-    return jnp.mean(s, axis=(1, 2, 3))
-
-
-def _local_means(x: jax.Array, taps: np.ndarray) -> jax.Array:
-    """Separable Gaussian filter without padding (VALID) of every channel of [B, H, W, C]."""
-    c, n = x.shape[-1], taps.size
-    conv = lambda y, k: jax.lax.conv_general_dilated(
-        y, k, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=c
-    )
-    k = jnp.tile(jnp.asarray(taps)[:, None, None, None], (1, 1, 1, c))  # [n, 1, 1, C]
-    return conv(conv(x, k), k.reshape(1, n, 1, c))
-
-
-def image_metrics(outputs: jax.Array, targets: jax.Array) -> dict[str, jax.Array]:
-    """Per-image L1, PSNR and SSIM of [B, H, W, 3] batches in [0, 1]: {name: [B]}."""
-    return {
-        "l1": jnp.mean(jnp.abs(outputs - targets), axis=(1, 2, 3)),
-        "psnr": psnr(outputs, targets),
-        "ssim": ssim(outputs, targets),
-    }
-
-
 # ----------------------------------------------------------------------------- experiment
 
 
@@ -150,7 +76,7 @@ def size_pair(size) -> tuple[int, int]:
     return pix2pix_data.check_size(tuple(size))
 
 
-class Experiment:
+class Pix2PixExperiment:
     """The pix2pix experiment (protocol: `neural_synth/train/trainer.py`)."""
 
     def __init__(self, config: ml_collections.ConfigDict):
@@ -170,13 +96,23 @@ class Experiment:
             dropout=mc.dropout,
         )
         self.discriminator = patchgan.PatchGAN(mc.receptive_field, mc.disc_width, mc.norm)
-        patchgan.check_size(*self.crop, mc.receptive_field)
+        layers.check_image_size(
+            *self.crop,
+            minimum=patchgan.min_size(mc.receptive_field),
+            what=f"data.crop_size for a {mc.receptive_field}x{mc.receptive_field} PatchGAN",
+            fix="a smaller model.receptive_field",
+        )
         if config.loss.gan not in adversarial.GAN_KINDS:
             raise ValueError(
                 f"loss.gan must be one of {adversarial.GAN_KINDS}, got {config.loss.gan!r}."
             )
-        self.g_tx = optax.adam(learning_rate_schedule(config.train), b1=ADAM_B1)
-        self.d_tx = optax.adam(learning_rate_schedule(config.train), b1=ADAM_B1)
+        lr = schedule.constant_then_linear(
+            config.train.learning_rate,
+            num_steps=config.train.num_steps,
+            decay_steps=int(config.train.num_steps * config.train.decay_fraction),
+        )
+        self.g_tx = optax.adam(lr, b1=ADAM_B1)
+        self.d_tx = optax.adam(lr, b1=ADAM_B1)
         self._pairs = {}  # split -> (inputs, targets) uint8, loaded on first use.
 
     @property
@@ -205,9 +141,11 @@ class Experiment:
     def pairs(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         """uint8 (inputs, targets) [N, H, W, 3]: 'train' at load_size, others at crop_size."""
         if split not in self._pairs:
+            from neural_synth.data import pix2pix_builders  # Lazy: tensorflow-datasets is slow.
+
             dc = self.config.data
             limit = dc.max_examples if split == "train" else self.config.eval.num_examples
-            self._pairs[split] = pix2pix_data.load_pairs(
+            self._pairs[split] = pix2pix_builders.load_pairs(
                 dc.source,
                 split,
                 data_dir=dc.data_dir or None,
@@ -222,15 +160,22 @@ class Experiment:
     def train_batches(self, *, seed: int, start_step: int, batch_size: int):
         """Jittered random pairs {'input', 'target'} [B, h, w, 3], reproducible from (seed, step, process)."""
         inputs, targets = self.pairs("train")
-        step, dc = start_step, self.config.data
-        while True:
-            rng = np.random.default_rng([seed, step, jax.process_index()])
+
+        def jittered_pairs(rng: np.random.Generator, batch_size: int) -> dict[str, np.ndarray]:
             ids = rng.integers(len(inputs), size=batch_size)
             a, b = pix2pix_data.jitter(
-                rng, inputs[ids], targets[ids], crop=self.crop, load=self.load, mirror=dc.mirror
+                rng,
+                inputs[ids],
+                targets[ids],
+                crop=self.crop,
+                load=self.load,
+                mirror=self.config.data.mirror,
             )
-            yield {"input": a, "target": b}
-            step += 1
+            return {"input": a, "target": b}
+
+        return sampling.step_batches(
+            jittered_pairs, seed=seed, start_step=start_step, batch_size=batch_size
+        )
 
     # ------------------------------------------------------------------ step
     def generate(self, g_params, images: jax.Array, key: jax.Array, *, deterministic: bool):
@@ -297,7 +242,7 @@ class Experiment:
         outputs = self.generate(
             g_params, inputs, key, deterministic=not self.config.model.inference_dropout
         )
-        return image_metrics(outputs, targets)
+        return metrics_lib.image_metrics(outputs, targets)
 
     def _test_batches(self):
         """Float32 (inputs, targets) batches of the held-out pairs, eval.batch_size each."""
@@ -360,27 +305,3 @@ class Experiment:
 
 def _eval_key() -> jax.Array:
     return prng.key(EVAL_SEED)
-
-
-def learning_rate_schedule(tc: ml_collections.ConfigDict) -> optax.Schedule:
-    """Constant, then linear decay to 0 over the last `decay_fraction` of steps (junyanz 'linear')."""
-    decay_steps = int(tc.num_steps * tc.decay_fraction)
-    if decay_steps <= 0:
-        return optax.constant_schedule(tc.learning_rate)
-    return optax.join_schedules(
-        [
-            optax.constant_schedule(tc.learning_rate),
-            optax.linear_schedule(tc.learning_rate, 0.0, decay_steps),
-        ],
-        [tc.num_steps - decay_steps],
-    )
-
-
-def load_trained(workdir: str) -> tuple[Experiment, dict]:
-    """(experiment, params) of the newest checkpoint of a pix2pix run in `workdir`."""
-    config = checkpoint.load_run_config(workdir)
-    if config.experiment != "pix2pix":
-        raise ValueError(f"{workdir} holds a {config.experiment!r} run, not a pix2pix run.")
-    exp = Experiment(config)
-    state, _ = checkpoint.restore_latest(workdir, exp.init_state(prng.key(0)))
-    return exp, jax.device_get(state.params)

@@ -25,12 +25,13 @@ import ml_collections
 import numpy as np
 import optax
 
-from neural_synth import io
-from neural_synth.data import backgrounds
-from neural_synth.experiments import vgg_losses
-from neural_synth.losses import perceptual
+from neural_synth import io, weights
+from neural_synth.data import backgrounds, sampling
+from neural_synth.losses import perceptual, style
 from neural_synth.models import feedforward
+from neural_synth.models import layers as nn_layers
 from neural_synth.ops import tiled
+from neural_synth.train import schedule
 from neural_synth.train import state as state_lib
 
 EVAL_SEED = 3_000_017
@@ -38,7 +39,7 @@ MIN_SIDE = 16  # Smaller inputs leave the 1/4-resolution maps too small to refle
 DEFAULT_STATS_PIXELS = 2048 * 2048  # Instance-norm statistics of tiled runs: from <= this area.
 
 
-class Experiment:
+class StylizeNetExperiment:
     """The stylization-network experiment (protocol: `neural_synth/train/trainer.py`)."""
 
     def __init__(self, config: ml_collections.ConfigDict):
@@ -50,17 +51,32 @@ class Experiment:
             num_residual=config.model.num_residual,
             num_styles=len(self.styles),
         )
-        feedforward.check_size(
-            config.train.size, config.train.size, feedforward.TRANSFORM_STRIDE, "TransformNet"
+        nn_layers.check_image_size(
+            config.train.size,
+            config.train.size,
+            multiple=feedforward.TRANSFORM_STRIDE,
+            what="train.size for a TransformNet",
         )
-        self.tx = optax.adam(state_lib.learning_rate_schedule(config.train))
-        self.content_weights = dict(zip(sc.content_layers, sc.content_layer_weights, strict=True))
-        style_weights = dict(zip(sc.layers, sc.layer_weights, strict=True))
+        self.tx = optax.adam(
+            schedule.constant_then_cosine(
+                config.train.learning_rate,
+                num_steps=config.train.num_steps,
+                decay_steps=int(config.train.num_steps * config.train.decay_fraction),
+            )
+        )
+        self.content_layer_weights = dict(
+            zip(sc.content_layers, sc.content_layer_weights, strict=True)
+        )
+        layer_weights = dict(zip(sc.layers, sc.layer_weights, strict=True))
         self.layers = tuple(dict.fromkeys((*sc.layers, *sc.content_layers)))
-        self.vgg, self.vgg_vars = vgg_losses.frozen_vgg(
+        self.vgg, self.vgg_vars = weights.frozen_vgg(
             sc.vgg_path, layers=self.layers, seed=sc.vgg_seed
         )
-        self.targets = vgg_losses.StyleTargets(self.vgg, self.vgg_vars, self.styles, style_weights)
+        style_features = [  # Styles may differ in size: one forward pass each.
+            self.vgg.apply(self.vgg_vars, jnp.asarray(s)[None], layers=tuple(layer_weights))
+            for s in self.styles
+        ]
+        self.targets = style.stacked_targets(style_features, layer_weights)
         self._bank = backgrounds.load_bank(
             config.data.source, max_side=config.data.image_side, max_images=config.data.max_images
         )
@@ -78,14 +94,17 @@ class Experiment:
 
     def train_batches(self, *, seed: int, start_step: int, batch_size: int):
         """Content crops and a style index per example, reproducible from (seed, step, process)."""
-        step, size = start_step, self.config.train.size
-        while True:
-            rng = np.random.default_rng([seed, step, jax.process_index()])
-            yield {
-                "content": backgrounds.random_crops(self._bank, rng, batch_size, size),
-                "style": rng.integers(0, self.num_styles, batch_size).astype(np.int32),
-            }
-            step += 1
+        return sampling.step_batches(
+            self._content_batch, seed=seed, start_step=start_step, batch_size=batch_size
+        )
+
+    def _content_batch(self, rng: np.random.Generator, batch_size: int) -> dict[str, np.ndarray]:
+        return {
+            "content": backgrounds.random_crops(
+                self._bank, rng, batch_size, self.config.train.size
+            ),
+            "style": rng.integers(0, self.num_styles, batch_size).astype(np.int32),
+        }
 
     def _make_eval_set(self):
         ec, rng = self.config.eval, np.random.default_rng(EVAL_SEED)
@@ -105,11 +124,13 @@ class Experiment:
     def losses(self, outputs, content, style_ids) -> dict[str, jax.Array]:
         """Per-term means over the batch: content, style, total variation."""
         feats = self.vgg.apply(self.vgg_vars, outputs, layers=self.layers)
-        content_layers = tuple(self.content_weights)
+        content_layers = tuple(self.content_layer_weights)
         content_feats = self.vgg.apply(self.vgg_vars, content, layers=content_layers)
         return {
             "loss/content": jnp.mean(
-                vgg_losses.content_loss(feats, content_feats, self.content_weights)
+                perceptual.relative_content_loss(
+                    feats, content_feats, layer_weights=self.content_layer_weights
+                )
             ),
             "loss/style": jnp.mean(self.targets.loss(feats, style_ids)),
             "loss/tv": perceptual.total_variation(outputs),
@@ -154,17 +175,17 @@ class Experiment:
         return {"content": content, "stylized": np.asarray(outputs), "styles": np.stack(styles)}
 
     # ------------------------------------------------------------------ inference
-    def style_weights(self, blend: list[float] | None) -> np.ndarray | None:
+    def blend_weights(self, blend: list[float] | None) -> np.ndarray | None:
         """[1, N] normalised blend weights (None for a single-style net); a clear error if bad."""
         if self.num_styles == 1:
             if blend not in (None, [1.0]):
-                raise ValueError("This network holds one style; --style_weights does not apply.")
+                raise ValueError("This network holds one style; blend_weights do not apply.")
             return None
         blend = [1.0] * self.num_styles if blend is None else list(blend)
         w = np.asarray(blend, np.float32)
         if w.shape != (self.num_styles,) or np.any(w < 0) or w.sum() <= 0:
             raise ValueError(
-                f"--style_weights needs {self.num_styles} non-negative numbers with a positive "
+                f"blend_weights needs {self.num_styles} non-negative numbers with a positive "
                 f"sum (one per style: {', '.join(self.config.style.images)}), got {blend}."
             )
         return (w / w.sum())[None]
@@ -174,7 +195,7 @@ class Experiment:
         params,
         image: np.ndarray,
         *,
-        style_weights: np.ndarray | None = None,
+        blend_weights: np.ndarray | None = None,
         tile: int = 0,
         stats_pixels: int = DEFAULT_STATS_PIXELS,
         progress: bool = False,
@@ -192,7 +213,7 @@ class Experiment:
                 f"The input image is {h}x{w}; the network needs at least {MIN_SIDE} px."
             )
         padded = np.pad(image, ((0, -h % 4), (0, -w % 4), (0, 0)), mode="reflect")[None]
-        extra = () if style_weights is None else (jnp.asarray(style_weights),)
+        extra = () if blend_weights is None else (jnp.asarray(blend_weights),)
         variables = {"params": params}
         if tile > 0:
             run = tiled.image_tiler(

@@ -20,17 +20,19 @@ import ml_collections
 import numpy as np
 import optax
 
-from neural_synth import io
-from neural_synth.experiments import vgg_losses
+from neural_synth import io, weights
+from neural_synth.data import sampling
+from neural_synth.losses import perceptual, style
 from neural_synth.models import feedforward
 from neural_synth.ops import tiled
+from neural_synth.train import schedule
 from neural_synth.train import state as state_lib
 
 EVAL_SEED = 2_000_003
 DEFAULT_STATS_PIXELS = 2048 * 2048  # Instance-norm statistics of tiled runs: from <= this area.
 
 
-class Experiment:
+class TextureNetExperiment:
     """The texture-network experiment (protocol: `neural_synth/train/trainer.py`)."""
 
     def __init__(self, config: ml_collections.ConfigDict):
@@ -40,16 +42,23 @@ class Experiment:
             num_scales=mc.num_scales, width=mc.width, padding=mc.padding
         )
         feedforward.noise_shapes(mc.num_scales, 1, config.train.size, config.train.size)
-        self.tx = optax.adam(state_lib.learning_rate_schedule(config.train))
-        style_weights = dict(zip(tc.layers, tc.layer_weights, strict=True))
+        self.tx = optax.adam(
+            schedule.constant_then_cosine(
+                config.train.learning_rate,
+                num_steps=config.train.num_steps,
+                decay_steps=int(config.train.num_steps * config.train.decay_fraction),
+            )
+        )
+        layer_weights = dict(zip(tc.layers, tc.layer_weights, strict=True))
         self.layers = tuple(dict.fromkeys((*tc.layers, config.loss.diversity_layer)))
-        self.vgg, self.vgg_vars = vgg_losses.frozen_vgg(
+        self.vgg, self.vgg_vars = weights.frozen_vgg(
             tc.vgg_path, layers=self.layers, seed=tc.vgg_seed
         )
         self.texture = io.load_image_or_sample(tc.image, max_side=tc.image_side)
-        self.targets = vgg_losses.StyleTargets(
-            self.vgg, self.vgg_vars, [self.texture], style_weights
+        texture_features = self.vgg.apply(
+            self.vgg_vars, jnp.asarray(self.texture)[None], layers=tuple(layer_weights)
         )
+        self.targets = style.stacked_targets([texture_features], layer_weights)
 
     # ------------------------------------------------------------------ state and data
     def init_state(self, key: jax.Array) -> state_lib.TrainState:
@@ -60,12 +69,14 @@ class Experiment:
 
     def train_batches(self, *, seed: int, start_step: int, batch_size: int):
         """Uniform noise at every scale, reproducible from (seed, step, process)."""
-        mc, size, step = self.config.model, self.config.train.size, start_step
-        while True:
-            rng = np.random.default_rng([seed, step, jax.process_index()])
-            shapes = feedforward.noise_shapes(mc.num_scales, batch_size, size, size)
-            yield {f"noise{k}": rng.random(s, dtype=np.float32) for k, s in enumerate(shapes)}
-            step += 1
+        return sampling.step_batches(
+            self._noise_batch, seed=seed, start_step=start_step, batch_size=batch_size
+        )
+
+    def _noise_batch(self, rng: np.random.Generator, batch_size: int) -> dict[str, np.ndarray]:
+        size = self.config.train.size
+        shapes = feedforward.noise_shapes(self.config.model.num_scales, batch_size, size, size)
+        return {f"noise{k}": rng.random(s, dtype=np.float32) for k, s in enumerate(shapes)}
 
     # ------------------------------------------------------------------ step
     def generate_from(self, params, noises) -> jax.Array:
@@ -76,7 +87,7 @@ class Experiment:
         feats = self.vgg.apply(self.vgg_vars, images, layers=self.layers)
         out = {"loss/style": jnp.mean(self.targets.loss(feats))}
         if self.config.loss.diversity_weight > 0:
-            out["loss/diversity"] = vgg_losses.diversity_loss(
+            out["loss/diversity"] = perceptual.diversity_loss(
                 feats[self.config.loss.diversity_layer]
             )
         return out

@@ -11,8 +11,9 @@
   norm throughout (Ulyanov's improvement); with `num_styles > 1` conditional
   instance norm, so one network holds several styles and blends them.
 
-Both map to images in [0, 1] and are fully convolutional: any size that is a
-multiple of `size_multiple(...)` works.
+Both map to images in [0, 1] and are fully convolutional: any size whose sides
+are multiples of 2^(num_scales - 1) (TextureNet) or `TRANSFORM_STRIDE`
+(TransformNet) works; `layers.check_image_size` says so otherwise.
 
 References: Ulyanov, Lebedev, Vedaldi & Lempitsky, "Texture Networks:
 Feed-forward Synthesis of Textures and Stylized Images", ICML 2016; Ulyanov,
@@ -30,24 +31,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from neural_synth.models import layers
-
-
-def check_size(height: int, width: int, multiple: int, network: str) -> None:
-    """A clear error unless both sides are positive multiples of `multiple`."""
-    if height <= 0 or width <= 0 or height % multiple or width % multiple:
-        raise ValueError(
-            f"{network} needs height and width that are multiples of {multiple}, got "
-            f"{height}x{width}; e.g. {max(multiple, height - height % multiple)}x"
-            f"{max(multiple, width - width % multiple)}."
-        )
+from neural_synth.models import conv, layers
 
 
 # --------------------------------------------------------------------------- texture net
 def _texture_block(x: jax.Array, features: int, padding: str) -> jax.Array:
     """3x3, 3x3, 1x1 convolutions, each followed by instance norm and LeakyReLU."""
     for k in (3, 3, 1):
-        x = layers.PaddedConv(features, k, padding=padding)(x)
+        x = conv.PaddedConv(features, k, padding=padding)(x)
         x = nn.leaky_relu(layers.InstanceNorm()(x), 0.01)
     return x
 
@@ -85,7 +76,13 @@ def noise_shapes(
     num_scales: int, batch: int, height: int, width: int, channels: int = 3
 ) -> list[tuple[int, int, int, int]]:
     """Shapes of TextureNet's noise inputs for an H x W output, finest first."""
-    check_size(height, width, 2 ** (num_scales - 1), "TextureNet")
+    layers.check_image_size(
+        height,
+        width,
+        multiple=2 ** (num_scales - 1),
+        what=f"TextureNet outputs with num_scales={num_scales}",
+        fix="fewer num_scales",
+    )
     return [(batch, height >> k, width >> k, channels) for k in range(num_scales)]
 
 
@@ -139,20 +136,22 @@ class TransformNet(nn.Module):
 
     @nn.compact
     def __call__(self, images: jax.Array, style_weights: jax.Array | None = None) -> jax.Array:
-        check_size(*images.shape[1:3], TRANSFORM_STRIDE, "TransformNet")
+        layers.check_image_size(
+            *images.shape[1:3], multiple=TRANSFORM_STRIDE, what="images for a TransformNet"
+        )
         style_args = self._style_args(images.shape[0], style_weights)
         w, norm_fn = self.width, functools.partial(instance_norm, self.num_styles)
-        x = layers.PaddedConv(w, 9, name="conv_in")(images * 2.0 - 1.0)
+        x = conv.PaddedConv(w, 9, name="conv_in")(layers.to_signed(images))
         x = self._norm_relu(x, "norm_in", style_args)
         for i, f in enumerate((2 * w, 4 * w)):
-            x = layers.PaddedConv(f, 3, strides=2, name=f"down{i}")(x)
+            x = conv.PaddedConv(f, 3, strides=2, name=f"down{i}")(x)
             x = self._norm_relu(x, f"norm_down{i}", style_args)
         for i in range(self.num_residual):
             x = layers.ResidualBlock(4 * w, norm_fn=norm_fn, name=f"res{i}")(x, *style_args)
         for i, f in enumerate((2 * w, w)):
-            x = layers.PaddedConv(f, 3, name=f"up{i}")(layers.upsample_nearest(x))
+            x = conv.PaddedConv(f, 3, name=f"up{i}")(layers.upsample_nearest(x))
             x = self._norm_relu(x, f"norm_up{i}", style_args)
-        return nn.sigmoid(layers.PaddedConv(3, 9, name="conv_out")(x))
+        return nn.sigmoid(conv.PaddedConv(3, 9, name="conv_out")(x))
 
     def _style_args(self, batch: int, style_weights) -> tuple:
         if self.num_styles == 1:
@@ -164,9 +163,6 @@ class TransformNet(nn.Module):
                 f"This TransformNet holds {self.num_styles} styles: give style_weights."
             )
         return (jnp.broadcast_to(style_weights, (batch, self.num_styles)),)
-
-
-TRANSFORM_SIZE_MULTIPLE = 4
 
 
 def transform_receptive_radius(num_residual: int) -> int:

@@ -1,89 +1,119 @@
-"""Building blocks shared by the generators and discriminators.
+"""Building blocks shared by the generators and discriminators (convolutions: `conv`).
 
-- `PaddedConv`: reflection / circular / zero padded convolution, written so that
-  XLA:CPU takes its fast padded-convolution path (PERF_NOTES pitfall 1).
 - `InstanceNorm` and `ConditionalInstanceNorm`: per-image feature normalisation,
   whose statistics can be captured and fed back in (collection `norm_stats`),
   which is what makes tiled inference seam-free (`neural_synth/ops/tiled.py`).
-- `PhaseConvTranspose`: a 4x4 stride-2 transposed convolution computed as four
-  2x2 sub-pixel convolutions (PERF_NOTES pitfall 2), PyTorch-compatible.
-- `ResidualBlock` and `upsample_nearest` (resize-convolution upsampling).
+- `BatchStatNorm` (batch statistics only, pix2pix) and `norm_layer`, which
+  picks 'batch', 'instance' or 'none' by name.
+- `ResidualBlock`, `upsample_nearest` (resize-convolution upsampling) and
+  `pixel_shuffle` (sub-pixel convolution upsampling).
+- `check_image_size`: the one check of a network's image-size rule, raising an
+  error that names the rule and a size that satisfies it.
+- `to_signed`: images [0, 1] -> [-1, 1], the range the networks work in.
 
 References: Ulyanov, Vedaldi & Lempitsky, "Instance Normalization: The Missing
 Ingredient for Fast Stylization", 2016; Dumoulin, Shlens & Kudlur, "A Learned
 Representation for Artistic Style", ICLR 2017 (conditional instance norm);
-Odena, Dumoulin & Olah, "Deconvolution and Checkerboard Artifacts", Distill 2016.
+Ioffe & Szegedy, "Batch Normalization", ICML 2015; Isola, Zhu, Zhou & Efros,
+"Image-to-Image Translation with Conditional Adversarial Networks", CVPR 2017
+(batch statistics at test time); Odena, Dumoulin & Olah, "Deconvolution and
+Checkerboard Artifacts", Distill 2016 (resize-convolution).
 """
 
+import numbers
 from collections.abc import Callable
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-PADDING_MODES = ("reflect", "circular", "zero")
+from neural_synth.models import conv
+
 NORM_STATS = "norm_stats"  # Variable collection holding captured normalisation statistics.
+NORMS = ("batch", "instance", "none")
+
+
+# ----------------------------------------------------------------------------- images
+
+
+def check_image_size(
+    height: int,
+    width: int,
+    *,
+    multiple: int = 1,
+    minimum: int = 1,
+    what: str = "images",
+    fix: str = "",
+) -> tuple[int, int]:
+    """(height, width) as ints if they satisfy a size rule, else a ValueError naming the fix.
+
+    The rule: whole numbers, at least `minimum` px per side, and multiples of
+    `multiple` (2^k for a network with k stride-2 levels). The message names
+    the rule, the size given, the nearest sizes that satisfy it, and `fix`;
+    it writes sizes WIDTHxHEIGHT, as the command-line tools read them.
+
+    Args:
+      height, width: the size to check.
+      multiple: both sides must be positive multiples of this.
+      minimum: both sides must be at least this.
+      what: the subject of the message, e.g. "images for a U-Net with num_downs=3".
+      fix: another fix in terms of the caller's arguments, e.g. "a smaller num_downs".
+    """
+    if not all(isinstance(n, numbers.Integral) for n in (height, width)):
+        raise ValueError(f"{what} must have whole-number sides, got {width!r}x{height!r}.")
+    got, other = f"got {width}x{height} (width x height)", f", or {fix}" if fix else ""
+    if min(height, width) < minimum:
+        raise ValueError(
+            f"{what} must be at least {minimum} px per side, {got}; use larger images{other}."
+        )
+    if height % multiple or width % multiple or min(height, width) < multiple:
+        up = lambda n: -(-n // multiple) * multiple
+        down = lambda n: max(multiple, n // multiple * multiple)
+        raise ValueError(
+            f"{what} must have sides that are multiples of {_as_power(multiple)} px, {got}; "
+            f"e.g. use {up(width)}x{up(height)} (resize) or {down(width)}x{down(height)} "
+            f"(crop), the nearest multiples of {multiple}{other}."
+        )
+    return int(height), int(width)
+
+
+def _as_power(n: int) -> str:
+    """'2^k = n' for powers of two above 1 (the rule of k stride-2 levels), else 'n'."""
+    return f"2^{n.bit_length() - 1} = {n}" if n > 1 and n & (n - 1) == 0 else str(n)
+
+
+def to_signed(images: jax.Array) -> jax.Array:
+    """[0, 1] -> [-1, 1], the range the networks work in."""
+    return images * 2.0 - 1.0
 
 
 def upsample_nearest(x: jax.Array, factor: int = 2) -> jax.Array:
-    """Nearest-neighbour upsampling [B, H, W, C] -> [B, fH, fW, C]."""
+    """Nearest-neighbour upsampling [B, H, W, C] -> [B, fH, fW, C].
+
+    Followed by a convolution, the upsampler without checkerboard artifacts
+    whose gradients XLA:CPU computes fast (PERF_NOTES pitfall 2).
+    """
     return jnp.repeat(jnp.repeat(x, factor, axis=1), factor, axis=2)
 
 
-def pad(x: jax.Array, amount: int, mode: str) -> jax.Array:
-    """Pads H and W of [B, H, W, C] by `amount` per side ('reflect', 'circular', 'zero')."""
-    if mode not in PADDING_MODES:
-        raise ValueError(f"Unknown padding {mode!r}; choose from {PADDING_MODES}.")
-    if amount == 0:
-        return x
-    if mode == "reflect" and min(x.shape[1:3]) <= amount:
-        raise ValueError(
-            f"Reflection padding of {amount} needs feature maps larger than {amount} px, "
-            f"got {x.shape[1]}x{x.shape[2]}: the input image is too small for this network."
-        )
-    widths = ((0, 0), (amount, amount), (amount, amount), (0, 0))
-    return jnp.pad(
-        x, widths, mode={"reflect": "reflect", "circular": "wrap", "zero": "constant"}[mode]
-    )
+def pixel_shuffle(x: jax.Array, factor: int = 2) -> jax.Array:
+    """Sub-pixel rearrangement [B, H, W, f*f*C] -> [B, fH, fW, C] (depth to space).
 
-
-class PaddedConv(nn.Module):
-    """Convolution with `kernel_size // 2` padding of the given mode.
-
-    Output size: ceil(H / strides) for odd kernels (H for stride 1). Reflect and
-    circular padding are followed by a convolution that adds `strides` zero
-    pixels per side itself, and the one extra output per side is cropped: the
-    same result as an unpadded (VALID) convolution, which XLA:CPU runs 1.7-40x
-    slower (PERF_NOTES pitfall 1).
-
-    Parameters are named like `nn.Conv`'s ('kernel' [k, k, Cin, Cout], 'bias').
+    Channel (i * f + j) * C + c of input pixel (y, x) becomes channel c of
+    output pixel (f * y + i, f * x + j). After a convolution to f*f*C channels,
+    the sub-pixel upsampler (Shi et al., CVPR 2016); a pure reshape, so its
+    gradients are cheap on XLA:CPU (PERF_NOTES pitfall 2).
     """
-
-    features: int
-    kernel_size: int = 3
-    strides: int = 1
-    padding: str = "reflect"
-    use_bias: bool = True
-    kernel_init: Callable = nn.initializers.lecun_normal()
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        k, s, p = self.kernel_size, self.strides, self.kernel_size // 2
-        conv = nn.Conv(
-            self.features,
-            (k, k),
-            strides=(s, s),
-            padding="SAME" if self.padding == "zero" else ((s, s), (s, s)),
-            use_bias=self.use_bias,
-            kernel_init=self.kernel_init,
+    b, h, w, c = x.shape
+    if c % (factor * factor):
+        raise ValueError(
+            f"pixel_shuffle by {factor} needs channels divisible by {factor**2}, got {c}."
         )
-        if self.padding == "zero":
-            if k % 2 == 0:
-                raise ValueError("Zero-padded PaddedConv needs an odd kernel size.")
-            return conv(x)
-        x = pad(x, p, self.padding)
-        out_h, out_w = ((n - k) // s + 1 for n in x.shape[1:3])  # What VALID would give.
-        return conv(x)[:, 1 : 1 + out_h, 1 : 1 + out_w]
+    y = x.reshape(b, h, w, factor, factor, c // (factor * factor))
+    return y.transpose(0, 1, 3, 2, 4, 5).reshape(b, h * factor, w * factor, -1)
+
+
+# ----------------------------------------------------------------------------- norms
 
 
 def moments(x: jax.Array, eps: float) -> tuple[jax.Array, jax.Array]:
@@ -159,50 +189,52 @@ class ConditionalInstanceNorm(nn.Module):
         return _Normalize(self.eps, name="normalize")(x) * scale + bias
 
 
-class PhaseConvTranspose(nn.Module):
-    """PyTorch's `ConvTranspose2d(k=4, stride=2, padding=1)`: [B, H, W, Cin] -> [B, 2H, 2W, F].
+class BatchStatNorm(nn.Module):
+    """Batch normalisation with the current batch's statistics only (no running averages).
 
-    Computed as four stride-1 2x2 convolutions, one per output phase, whose
-    results are interleaved (sub-pixel form): the same FLOPs, but its weight
-    gradient avoids XLA:CPU's slow transposed-convolution path (PERF_NOTES
-    pitfall 2). 'kernel' is [4, 4, Cin, F] with kernel[i, j, c, f] equal to
-    torch's weight[c, f, i, j].
+    Mean and variance over (B, H, W) per channel; scale ~ N(1, 0.02), bias 0.
+    Under jit with a sharded batch the statistics are over the global batch.
     """
 
-    features: int
-    use_bias: bool = True
-    kernel_init: Callable = nn.initializers.lecun_normal()
+    eps: float = 1e-5
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        kernel = self.param("kernel", self.kernel_init, (4, 4, x.shape[-1], self.features))
-        rows = [
-            jnp.stack([_phase_conv(x, kernel, a, b) for b in (0, 1)], axis=3) for a in (0, 1)
-        ]  # 2 x [B, H, W, 2, F]
-        y = jnp.stack(rows, axis=2)  # [B, H, 2, W, 2, F]
-        b, h, _, w, _, f = y.shape
-        y = y.reshape(b, 2 * h, 2 * w, f)
-        if self.use_bias:
-            y = y + self.param("bias", nn.initializers.zeros, (self.features,))
-        return y
+        mean = jnp.mean(x, axis=(0, 1, 2))  # [C]
+        var = jnp.mean(jnp.square(x - mean), axis=(0, 1, 2))
+        scale = self.param("scale", lambda k, s: 1.0 + 0.02 * jax.random.normal(k, s), x.shape[-1:])
+        bias = self.param("bias", nn.initializers.zeros, x.shape[-1:])
+        return (x - mean) * (jax.lax.rsqrt(var + self.eps) * scale) + bias
 
 
-# Output phase a (row 2m + a) reads inputs (m - 1, m) for a = 0 and (m, m + 1)
-# for a = 1, through these taps of the 4-tap transposed kernel, in that order.
-_PHASE_TAPS = {0: (3, 1), 1: (2, 0)}
-_PHASE_PAD = {0: (1, 0), 1: (0, 1)}
+class Identity(nn.Module):
+    """No normalisation (norm='none')."""
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return x
 
 
-def _phase_conv(x: jax.Array, kernel: jax.Array, a: int, b: int) -> jax.Array:
-    """The output phase (a, b) of the 4x4 stride-2 transposed conv: [B, H, W, F]."""
-    k = kernel[jnp.array(_PHASE_TAPS[a])][:, jnp.array(_PHASE_TAPS[b])]  # [2, 2, Cin, F]
-    return jax.lax.conv_general_dilated(
-        x,
-        k.astype(x.dtype),
-        window_strides=(1, 1),
-        padding=(_PHASE_PAD[a], _PHASE_PAD[b]),
-        dimension_numbers=("NHWC", "HWIO", "NHWC"),
-    )
+def check_norm(norm: str) -> None:
+    """Raises a ValueError unless `norm` is one of `NORMS`."""
+    if norm not in NORMS:
+        raise ValueError(f"Unknown norm {norm!r}; choose from {NORMS}.")
+
+
+def norm_layer(norm: str, name: str | None = None) -> nn.Module:
+    """The normalisation module for 'batch' (`BatchStatNorm`), 'instance' or 'none'.
+
+    'instance' is `InstanceNorm` without affine parameters (as junyanz's pix2pix code).
+    """
+    check_norm(norm)
+    if norm == "batch":
+        return BatchStatNorm(name=name)
+    if norm == "instance":
+        return InstanceNorm(affine=False, name=name)
+    return Identity(name=name)
+
+
+# ----------------------------------------------------------------------------- blocks
 
 
 class ResidualBlock(nn.Module):
@@ -219,7 +251,7 @@ class ResidualBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, *norm_args) -> jax.Array:
-        y = PaddedConv(self.features, 3, padding=self.padding, name="conv1")(x)
+        y = conv.PaddedConv(self.features, 3, padding=self.padding, name="conv1")(x)
         y = nn.relu(self.norm_fn("norm1")(y, *norm_args))
-        y = PaddedConv(self.features, 3, padding=self.padding, name="conv2")(y)
+        y = conv.PaddedConv(self.features, 3, padding=self.padding, name="conv2")(y)
         return x + self.norm_fn("norm2")(y, *norm_args)

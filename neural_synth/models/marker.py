@@ -1,7 +1,8 @@
 """Synthesizer and recognizer networks for learnable visual markers.
 
 A synthesizer maps a bit string (values +-1, length N) to an S x S x 3 marker
-in [0, 1]; a recognizer maps a (rendered, photographed) image to N logits.
+in [0, 1]; a recognizer maps a (rendered, photographed) image to N logits; a
+localizer finds the marker's four corners in a whole photo.
 
 References: Grinchuk, Lebedev & Lempitsky, "Learnable Visual Markers", NIPS 2016;
 Dosovitskiy et al., "Learning to Generate Chairs with Convolutional Neural
@@ -14,14 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-
-def _upsample2x(x: jax.Array) -> jax.Array:
-    """Nearest-neighbour 2x upsampling [B, H, W, C] -> [B, 2H, 2W, C].
-
-    Used instead of transposed convolutions, whose weight gradients are slow on
-    XLA:CPU (PERF_NOTES pitfall 2) and which cause checkerboard artifacts.
-    """
-    return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+from neural_synth.models import layers
 
 
 class LinearSynthesizer(nn.Module):
@@ -53,7 +47,7 @@ class UpconvSynthesizer(nn.Module):
         x = nn.Dense(4 * 4 * self.width)(bits).reshape(bits.shape[0], 4, 4, self.width)
         x = nn.relu(x)
         for i in range(num_up):
-            x = _upsample2x(x)
+            x = layers.upsample_nearest(x)
             x = nn.relu(nn.Conv(max(self.width >> (i + 1), self.width // 4), (3, 3))(x))
         return nn.sigmoid(nn.Conv(3, (3, 3))(x))  # [B, S, S, 3]
 
@@ -81,7 +75,7 @@ class Recognizer(nn.Module):
 
     @nn.compact
     def __call__(self, images: jax.Array) -> jax.Array:
-        x = self._block(images * 2.0 - 1.0, self.width, 1)
+        x = self._block(layers.to_signed(images), self.width, 1)
         channels = self.width
         while x.shape[1] > 8:
             channels = min(channels * 2, 4 * self.width)
@@ -91,11 +85,49 @@ class Recognizer(nn.Module):
         return nn.Dense(self.num_bits)(x)  # [B, N]
 
     def _block(self, x: jax.Array, channels: int, stride: int) -> jax.Array:
-        """3x3 conv, then group norm (per example: no batch statistics to sync), ReLU."""
-        x = nn.Conv(channels, (3, 3), strides=(stride, stride), use_bias=not self.norm)(x)
-        if self.norm:
-            x = nn.GroupNorm(num_groups=min(8, channels))(x)
-        return nn.relu(x)
+        return _conv_block(x, channels, stride, norm=self.norm)
+
+
+def _conv_block(x: jax.Array, channels: int, stride: int, *, norm: bool) -> jax.Array:
+    """3x3 conv, then group norm (per example: no batch statistics to sync), ReLU.
+
+    Called from a parent's compact method: the layers are the parent's.
+    """
+    x = nn.Conv(channels, (3, 3), strides=(stride, stride), use_bias=not norm)(x)
+    if norm:
+        x = nn.GroupNorm(num_groups=math.gcd(8, channels))(x)
+    return nn.relu(x)
+
+
+class Localizer(nn.Module):
+    """Finds a marker in a photo: corner heat maps and a presence logit.
+
+    A small encoder (three stride-2 levels) and a decoder with skip
+    connections back to half resolution: photo [B, L, L, 3] in [0, 1] ->
+    (corner logits [B, L/2, L/2, 4], one map per corner in the marker's own
+    order TL, TR, BR, BL; presence logits [B]). `ops.sampler.soft_argmax`
+    turns the maps into sub-pixel corners. L must be a multiple of 8.
+    """
+
+    width: int = 16
+    norm: bool = True
+
+    @nn.compact
+    def __call__(self, images: jax.Array) -> tuple[jax.Array, jax.Array]:
+        if images.shape[1] % 8 or images.shape[2] % 8:
+            raise ValueError(f"Localizer input sides must be multiples of 8, got {images.shape}.")
+        w, block = self.width, self._block
+        half = block(block(block(layers.to_signed(images), w, 1), 2 * w, 2), 2 * w, 1)
+        quarter = block(block(half, 4 * w, 2), 4 * w, 1)  # [B, L/4, L/4, 4w]
+        eighth = block(block(quarter, 4 * w, 2), 4 * w, 1)  # [B, L/8, L/8, 4w]
+        pooled = jnp.concatenate([jnp.mean(eighth, (1, 2)), jnp.max(eighth, (1, 2))], -1)
+        presence = nn.Dense(1)(nn.relu(nn.Dense(2 * w)(pooled)))[:, 0]
+        x = block(jnp.concatenate([layers.upsample_nearest(eighth), quarter], -1), 4 * w, 1)
+        x = block(jnp.concatenate([layers.upsample_nearest(x), half], -1), 2 * w, 1)
+        return nn.Conv(4, (3, 3))(x), presence
+
+    def _block(self, x: jax.Array, channels: int, stride: int) -> jax.Array:
+        return _conv_block(x, channels, stride, norm=self.norm)
 
 
 def synthesizer(kind: str, *, marker_size: int, width: int) -> nn.Module:

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from neural_synth.models import unet
+from neural_synth.models import conv, layers
 
 # Receptive field -> number of stride-2 layers of NLayerDiscriminator (0: PixelGAN).
 NUM_LAYERS = {1: 0, 16: 1, 70: 3, 286: 5}
@@ -39,7 +39,7 @@ class PatchGAN(nn.Module):
     Attributes:
       receptive_field: 1, 16, 70 or 286 pixels (70 is the paper's default).
       width: channels of the first layer (64 in the paper).
-      norm: 'batch' | 'instance' | 'none' (see `unet.norm_layer`).
+      norm: 'batch' | 'instance' | 'none' (see `layers.norm_layer`).
 
     Output size for receptive fields 16/70/286 with n stride-2 layers:
     h = H / 2^n - 2 (each of the two stride-1 4x4 convs removes one pixel);
@@ -52,17 +52,18 @@ class PatchGAN(nn.Module):
 
     @nn.compact
     def __call__(self, condition: jax.Array, image: jax.Array) -> jax.Array:
-        if self.receptive_field not in NUM_LAYERS:
-            raise ValueError(
-                f"Unknown PatchGAN receptive field {self.receptive_field}; "
-                f"choose from {sorted(NUM_LAYERS)}."
-            )
-        unet.check_norm(self.norm)
-        check_size(*image.shape[1:3], self.receptive_field)
-        x = unet.to_signed(jnp.concatenate([condition, image], axis=-1))
+        num_layers = _num_layers(self.receptive_field)
+        layers.check_norm(self.norm)
+        layers.check_image_size(
+            *image.shape[1:3],
+            minimum=min_size(self.receptive_field),
+            what=f"images for a {self.receptive_field}x{self.receptive_field} PatchGAN",
+            fix="a smaller receptive_field",
+        )
+        x = layers.to_signed(jnp.concatenate([condition, image], axis=-1))
         if self.receptive_field == 1:
             return self._pixel(x)
-        return self._patches(x, NUM_LAYERS[self.receptive_field])
+        return self._patches(x, num_layers)
 
     def _patches(self, x: jax.Array, num_layers: int) -> jax.Array:
         use_bias = self.norm != "batch"
@@ -71,39 +72,45 @@ class PatchGAN(nn.Module):
             features = self.width * min(2**i, 8)
             x = _conv4(features, s, use_bias or i == 0, f"conv{i}")(x)
             if i > 0:
-                x = unet.norm_layer(self.norm, f"norm{i}")(x)
+                x = layers.norm_layer(self.norm, f"norm{i}")(x)
             x = nn.leaky_relu(x, 0.2)
         return _conv4(1, 1, True, "logits")(x)  # [B, h, w, 1]
 
     def _pixel(self, x: jax.Array) -> jax.Array:
         conv1x1 = lambda f, bias, name: nn.Conv(
-            f, (1, 1), use_bias=bias, kernel_init=unet.conv_init, name=name
+            f, (1, 1), use_bias=bias, kernel_init=conv.gan_init, name=name
         )
         x = nn.leaky_relu(conv1x1(self.width, True, "conv0")(x), 0.2)
         x = conv1x1(self.width * 2, self.norm != "batch", "conv1")(x)
-        x = nn.leaky_relu(unet.norm_layer(self.norm, "norm1")(x), 0.2)
+        x = nn.leaky_relu(layers.norm_layer(self.norm, "norm1")(x), 0.2)
         return conv1x1(1, self.norm != "batch", "logits")(x)  # [B, H, W, 1]
 
 
 def min_size(receptive_field: int) -> int:
     """Smallest image side that gives at least one patch: 3 * 2^n for n stride-2 layers."""
-    n = NUM_LAYERS[receptive_field]
+    n = _num_layers(receptive_field)
     return 1 if n == 0 else 3 * 2**n
 
 
-def check_size(height: int, width: int, receptive_field: int) -> None:
-    """Raises a ValueError naming the fix when the images give no patch at all."""
-    if receptive_field in NUM_LAYERS and min(height, width) < min_size(receptive_field):
+def _num_layers(receptive_field: int) -> int:
+    if receptive_field not in NUM_LAYERS:
         raise ValueError(
-            f"A {receptive_field}x{receptive_field} PatchGAN needs images of at least "
-            f"{min_size(receptive_field)} px per side, got {height}x{width}; use larger "
-            "images or a smaller receptive_field."
+            f"Unknown PatchGAN receptive field {receptive_field}; choose from {sorted(NUM_LAYERS)}."
         )
+    return NUM_LAYERS[receptive_field]
 
 
 def _conv4(features: int, stride: int, use_bias: bool, name: str) -> nn.Module:
     """4x4 convolution with zero padding 1 (junyanz's `kw=4, padw=1`), fast kernel gradient."""
-    return unet.Conv(features, 4, strides=stride, padding=1, use_bias=use_bias, name=name)
+    return conv.Conv(
+        features,
+        4,
+        strides=stride,
+        padding=1,
+        use_bias=use_bias,
+        kernel_init=conv.gan_init,
+        name=name,
+    )
 
 
 def receptive_field(

@@ -92,6 +92,17 @@ def param_shapes(arch: str, *, include_head: bool = False) -> dict[str, dict[str
     return shapes
 
 
+def pooling_stride(arch: str, layers: Sequence[str]) -> int:
+    """2 ** (poolings before the deepest of `layers`): the smallest image side they accept.
+
+    Also the stride of the deepest layer's feature grid in input pixels, so
+    image tiles that start on multiples of it see the same pooling blocks.
+    """
+    order = layer_names(arch, include_head=True)
+    deepest = max(order.index(name) for name in layers)
+    return 2 ** sum(1 for name in order[:deepest] if name.startswith("pool"))
+
+
 def _conv_widths(arch: str) -> list[int]:
     return [w for depth, w in zip(ARCHS[arch], WIDTHS, strict=True) for _ in range(depth)]
 
@@ -246,11 +257,7 @@ class VGG(nn.Module):
             )
         if images.ndim != 4 or images.shape[-1] != 3:
             raise ValueError(f"VGG expects images [B, H, W, 3], got shape {images.shape}.")
-        min_size = 2 ** sum(
-            1
-            for n in order
-            if n.startswith("pool") and order.index(n) < max(order.index(m) for m in layers)
-        )
+        min_size = pooling_stride(self.arch, layers)
         if min(images.shape[1:3]) < min_size:
             raise ValueError(
                 f"Image {images.shape[1]}x{images.shape[2]} is too small for "

@@ -102,6 +102,27 @@ def bilinear_sample(images: jax.Array, coords: jax.Array, *, fill=None) -> jax.A
     return out.astype(images.dtype)
 
 
+def soft_argmax(logits: jax.Array, *, stride: int = 1) -> tuple[jax.Array, jax.Array]:
+    """Expected (x, y) position under a softmax over each map (differentiable, sub-pixel).
+
+    Args:
+      logits: [B, h, w, K] heat-map logits, one map per point.
+      stride: input pixels per map cell; cell (i, j) is centred on the input
+        point (x, y) = ((j + 0.5) * stride - 0.5, (i + 0.5) * stride - 0.5).
+
+    Returns:
+      (points [B, K, 2] (x, y) in input pixel coordinates, probabilities
+      [B, h, w, K] of the softmax).
+
+    References: Sun et al., "Integral Human Pose Regression", ECCV 2018.
+    """
+    batch, height, width, num = logits.shape
+    flat = jax.nn.softmax(logits.reshape(batch, height * width, num), axis=1)
+    grid = (pixel_grid((height, width)).reshape(height * width, 2) + 0.5) * stride - 0.5
+    points = jnp.einsum("bpk,pc->bkc", flat, grid, precision=_HIGHEST)
+    return points, flat.reshape(logits.shape)
+
+
 def coverage(coords: jax.Array, size) -> jax.Array:
     """Validity mask of `bilinear_sample(..., fill=0)`: the weight its taps put inside the image.
 

@@ -117,6 +117,22 @@ def plan_tiles(size: int, *, tile: int, halo: int, align: int, wrap: bool = Fals
             for t in virtual]  # fmt: skip
 
 
+def partition(tiles: Sequence[Tile1D], align: int = 1) -> list[tuple[int, int]]:
+    """Disjoint cores [lo, hi) inside the tiles' kept ranges that exactly cover the axis.
+
+    Where two kept ranges overlap, the boundary is the overlap's midpoint rounded
+    down to a multiple of `align`, so every position belongs to exactly one
+    tile (for sums over positions, e.g. tiled style statistics) and cores stay
+    aligned with pooling blocks.
+    """
+    cuts = [tiles[0].keep_start]
+    for prev, nxt in zip(tiles, tiles[1:], strict=False):
+        mid = (max(nxt.keep_start, cuts[-1]) + prev.keep_stop) // 2
+        cuts.append(min(max(mid // align * align, nxt.keep_start), prev.keep_stop))
+    cuts.append(tiles[-1].keep_stop)
+    return list(zip(cuts[:-1], cuts[1:], strict=True))
+
+
 def _ramps(tiles: Sequence[Tile1D]) -> list[np.ndarray]:
     """Per tile, 1 over its kept range with linear ramps across overlaps with its neighbours."""
     ramps = []

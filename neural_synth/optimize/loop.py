@@ -18,7 +18,7 @@ Range of the image. Adam is projected: the parameters are clipped to [0, 1]
 after every step (`clip=True`). L-BFGS is not projected: clipping would make the
 value and gradient that its line search caches (and reuses at the next step)
 belong to a different point; keep it in range with a smooth penalty in the loss
-instead (see `gatys.Options.range_weight`) and clip the result once at the end.
+instead (see `options.GatysOptions.range_weight`) and clip the result once at the end.
 
 Scale. `Loop(scale=s)` optimizes params / s; `lbfgs_scale` picks s so that
 L-BFGS's first step (which optax bounds to unit L2 norm) moves pixels by ~0.1
@@ -235,5 +235,5 @@ def _check_finite(losses: np.ndarray, first_step: int) -> None:
     if bad.size:
         raise FloatingPointError(
             f"The loss became {losses[bad[0]]} at step {first_step + int(bad[0])}; lower the "
-            "learning rate or the loss weights, or use --optimizer=adam."
+            "learning rate or the loss weights, or use optimizer='adam'."
         )

@@ -1,8 +1,8 @@
 """Region masks for spatial style control: one mask per style image.
 
 `split` generates complementary stripes (left/right halves for two styles),
-`load` reads grey-level mask images. Masks are float32 [S, H, W] in [0, 1] at
-the output resolution; `perceptual.spatial_style_loss` resizes them to each
+`load_masks` reads grey-level mask images. Masks are float32 [S, H, W] in [0, 1] at
+the output resolution; `losses.style.spatial_style_loss` resizes them to each
 layer and computes each style's Gram matrix over its own region.
 
 References: Gatys et al., "Controlling Perceptual Factors in Neural Style
@@ -36,7 +36,7 @@ def split(layout: str, num_regions: int, *, height: int, width: int) -> np.ndarr
     return np.repeat(stripes[:, :, None], width, axis=2)
 
 
-def load(paths: Sequence[str], *, height: int, width: int) -> np.ndarray:
+def load_masks(paths: Sequence[str], *, height: int, width: int) -> np.ndarray:
     """Reads mask images (white = region) resized to height x width: [S, H, W] in [0, 1].
 
     Each file is read with `io.load_image_or_sample` and reduced to grey by the
@@ -52,7 +52,7 @@ def load(paths: Sequence[str], *, height: int, width: int) -> np.ndarray:
     return np.stack(masks).astype(np.float32)
 
 
-def check(masks: np.ndarray, num_styles: int) -> np.ndarray:
+def check_masks(masks: np.ndarray, num_styles: int) -> np.ndarray:
     """Validates [S, H, W] masks for `num_styles` styles; returns them as float32."""
     masks = np.asarray(masks, np.float32)
     if masks.ndim != 3 or masks.shape[0] != num_styles:

@@ -36,36 +36,24 @@ import numpy as np
 
 from neural_synth.losses import gram
 from neural_synth.models import vgg
-from neural_synth.optimize import statistics
-
-MEAN_STD_EPS = 1e-5  # As `gram.mean_std`.
-
-
-def _deepest(arch: str, layers) -> tuple[tuple[str, ...], int]:
-    order = vgg.layer_names(arch)
-    return order, max(order.index(name) for name in layers)
-
-
-def alignment(arch: str, layers) -> int:
-    """The total pooling stride before the deepest of `layers` (window starts align to it)."""
-    order, deepest = _deepest(arch, layers)
-    return 2 ** sum(1 for name in order[:deepest] if name.startswith("pool"))
+from neural_synth.ops import tiled
 
 
 def halo(arch: str, layers) -> int:
-    """Receptive-field radius of the deepest layer, rounded up to a multiple of `alignment`.
+    """Receptive-field radius of the deepest layer, rounded up to the pooling stride.
 
-    Each 3x3 convolution at stride s widens the radius by s, each 2x2 pooling by
+    The stride is `vgg.pooling_stride`, to which windows align. Each 3x3 convolution at stride s widens the radius by s, each 2x2 pooling by
     s (then s doubles): 85 pixels for relu5_1, hence a 96-pixel halo.
     """
-    order, deepest = _deepest(arch, layers)
+    order = vgg.layer_names(arch)
+    deepest = max(order.index(name) for name in layers)
     radius, stride = 0, 1
     for name in order[: deepest + 1]:
         if name.startswith(("conv", "pool")):
             radius += stride
         if name.startswith("pool"):
             stride *= 2
-    align = alignment(arch, layers)
+    align = vgg.pooling_stride(arch, layers)
     return -(-radius // align) * align
 
 
@@ -84,27 +72,36 @@ class Plan:
     cores: np.ndarray  # [T, 4] int32: y0, y1, x0, x1 in image coordinates
 
 
-def _axis_plan(length: int, core: int, margin: int) -> tuple[int, list[tuple[int, int, int]]]:
-    window = min(length, core + 2 * margin)
-    tiles = []
-    for start in range(0, length, core):
-        end = min(start + core, length)
-        tiles.append((min(max(start - margin, 0), length - window), start, end))
-    return window, tiles
+def _axis_plan(length: int, core: int, margin: int, align: int):
+    """(window length, [(window start, core start, core end)]) along one axis."""
+    tiles = tiled.plan_tiles(length, tile=core, halo=margin, align=align)
+    cores = tiled.partition(tiles, align)
+    return tiles[0].stop - tiles[0].start, [
+        (t.start, *c) for t, c in zip(tiles, cores, strict=True)
+    ]
 
 
 def plan(height: int, width: int, *, core: int, margin: int, align: int) -> Plan:
-    """Tiles of `core` x `core` cores with `margin`-pixel halos (all multiples of `align`)."""
+    """Windows with `core`-sized steps and `margin`-pixel halos (the shared planner, `ops.tiled`)."""
     if height % align or width % align or core % align or margin % align:
         raise ValueError(
             f"Tiled optimization needs the image size ({height}x{width}) and tile size ({core}) "
             f"to be multiples of {align} (the pooling stride of the chosen layers)."
         )
-    window_h, rows = _axis_plan(height, core, margin)
-    window_w, cols = _axis_plan(width, core, margin)
+    window_h, rows = _axis_plan(height, core, margin, align)
+    window_w, cols = _axis_plan(width, core, margin, align)
     starts = [(ry[0], cx[0]) for ry in rows for cx in cols]
     cores = [(ry[1], ry[2], cx[1], cx[2]) for ry in rows for cx in cols]
     return Plan((window_h, window_w), np.asarray(starts, np.int32), np.asarray(cores, np.int32))
+
+
+def plan_for(height: int, width: int, *, arch: str, layers, tile_size: int) -> Plan:
+    """The windows of an image for VGG `layers`: cores of `tile_size`, receptive-field halos.
+
+    The one place that chooses windows (the planner behind it can be swapped).
+    """
+    align = vgg.pooling_stride(arch, layers)
+    return plan(height, width, core=tile_size, margin=halo(arch, layers), align=align)
 
 
 # ----------------------------------------------------------------------------- per-window sums
@@ -119,40 +116,21 @@ def _core_mask(start, box, window: tuple[int, int]) -> jax.Array:
     return (inside_y[:, None] & inside_x[None, :]).astype(jnp.float32)
 
 
-def _sums(features: jax.Array, weights: jax.Array, kind: str):
-    """Weighted position sums of one layer: features [B, h, w, C], weights [B or 1, h, w]."""
-    w = weights[..., None]
-    if kind == "gram":
-        return statistics.gram_sums(features, weights)
-    first = jnp.sum(features * w, axis=(1, 2))
-    if kind == "mean":
-        return first
-    return first, jnp.sum(jnp.square(features) * w, axis=(1, 2))
-
-
-def _finalize(sums, total: jax.Array, kind: str):
-    """Statistic from position sums and the weight total [B or 1]."""
-    total = jnp.maximum(total, gram.MASK_EPS)
-    if kind == "gram":
-        return sums / total[:, None, None]
-    if kind == "mean":
-        return sums / total[:, None]
-    mean = sums[0] / total[:, None]
-    var = jnp.maximum(sums[1] / total[:, None] - jnp.square(mean), 0.0)
-    return mean, jnp.sqrt(var + MEAN_STD_EPS)
-
-
 def _window_sums(window_x, start, box, data, spec, shape_plan: Plan) -> dict:
-    """Contributions of one window's core to every sum the loss needs."""
+    """Contributions of one window's core to every sum the loss needs.
+
+    `data` and `spec` are the objective's `LossData` and `LossSpec`.
+    """
     images = jnp.repeat(window_x, 3, axis=-1) if spec.luminance else window_x  # Grey RGB.
-    feats = spec.module.apply(data["vgg"], images, layers=spec.layers)
+    feats = spec.module.apply(data.vgg, images, layers=spec.layers)
     core = _core_mask(start, box, shape_plan.window)[None]  # [1, h, w]
     regions = [None]
     if spec.spatial:
+        num_regions = data.region_masks.shape[0]
         masks = jax.lax.dynamic_slice(
-            data["masks"], (0, start[0], start[1]), (data["masks"].shape[0], *shape_plan.window)
+            data.region_masks, (0, start[0], start[1]), (num_regions, *shape_plan.window)
         )
-        regions = [masks[s][None] for s in range(masks.shape[0])]
+        regions = [masks[s][None] for s in range(num_regions)]
     out = {"style": [], "totals": [], "content": {}}
     for region in regions:
         weight_img = core if region is None else core * region
@@ -160,11 +138,11 @@ def _window_sums(window_x, start, box, data, spec, shape_plan: Plan) -> dict:
         for name in spec.style_layers:
             f = feats[name]
             weight = gram.resize_mask(weight_img, height=f.shape[1], width=f.shape[2])
-            sums[name] = _sums(f, weight, spec.statistic)
+            sums[name] = gram.position_sums(f, weight, spec.statistic)
             totals[name] = jnp.sum(weight, axis=(1, 2))
         out["style"].append(sums)
         out["totals"].append(totals)
-    for name, target in data["content"].items():
+    for name, target in data.content_targets.items():
         f, stride = feats[name], layer_stride(name)
         patch = jax.lax.dynamic_slice(
             target, (0, start[0] // stride, start[1] // stride, 0), f.shape
@@ -181,27 +159,26 @@ def _slice(x, start, window):
 # ----------------------------------------------------------------------------- loss from sums
 
 
-def terms_from_sums(sums: dict, data: dict, spec, num_elements: dict) -> dict:
+def terms_from_sums(sums: dict, data, spec, num_elements: dict) -> dict:
     """Weighted {'style', 'content'} terms from the summed contributions of all windows."""
     kind = spec.statistic
     stats = [
-        {name: _finalize(region[name], totals[name], kind) for name in spec.style_layers}
+        {
+            name: gram.statistic_from_sums(region[name], totals[name], kind)
+            for name in spec.style_layers
+        }
         for region, totals in zip(sums["style"], sums["totals"], strict=True)
     ]
-    blend = None if spec.spatial else data["blend"]
-    total = statistics.style_loss(
-        stats, data["style"], layer_weights=data["style_weights"], blend=blend
-    )
-    terms = {"style": total}
+    terms = {"style": data.style_term(stats, spatial=spec.spatial)}
     if sums["content"]:
         terms["content"] = sum(
-            data["content_weights"][name] * error / num_elements[name]
+            data.content_layer_weights[name] * error / num_elements[name]
             for name, error in sums["content"].items()
         )
     return terms
 
 
-def _loss_from_sums(sums: dict, data: dict, spec, num_elements: dict) -> jax.Array:
+def _loss_from_sums(sums: dict, data, spec, num_elements: dict) -> jax.Array:
     return sum(terms_from_sums(sums, data, spec, num_elements).values())
 
 
@@ -224,27 +201,28 @@ def _all_sums(params, data, spec, shape_plan: Plan) -> dict:
     return acc
 
 
-def _num_elements(params, data) -> dict:
-    return {name: float(np.prod(t.shape)) for name, t in data["content"].items()}
+def _num_elements(data) -> dict:
+    return {name: float(np.prod(t.shape)) for name, t in data.content_targets.items()}
 
 
 def _plan_for(params, spec) -> Plan:
-    align = alignment(spec.module.arch, spec.layers)
-    margin = halo(spec.module.arch, spec.layers)
-    return plan(params.shape[1], params.shape[2], core=spec.tile_size, margin=margin, align=align)
+    height, width = params.shape[1:3]
+    return plan_for(
+        height, width, arch=spec.module.arch, layers=spec.layers, tile_size=spec.tile_size
+    )
 
 
-def terms(params: jax.Array, data: dict, spec) -> dict:
+def terms(params: jax.Array, data, spec) -> dict:
     """Weighted {'style', 'content'} loss terms computed window by window (forward only)."""
     sums = _all_sums(params, data, spec, _plan_for(params, spec))
-    return terms_from_sums(sums, data, spec, _num_elements(params, data))
+    return terms_from_sums(sums, data, spec, _num_elements(data))
 
 
-def value_and_grad(params: jax.Array, data: dict, spec) -> tuple[jax.Array, jax.Array]:
+def value_and_grad(params: jax.Array, data, spec) -> tuple[jax.Array, jax.Array]:
     """Exact style + content loss of `params` [B, H, W, C] and its gradient, window by window."""
     shape_plan = _plan_for(params, spec)
     sums = _all_sums(params, data, spec, shape_plan)
-    num = _num_elements(params, data)
+    num = _num_elements(data)
     value, vjp = jax.vjp(lambda s: _loss_from_sums(s, data, spec, num), sums)
     (cotangent,) = vjp(jnp.ones((), value.dtype))
     starts, cores = jnp.asarray(shape_plan.starts), jnp.asarray(shape_plan.cores)
@@ -268,7 +246,7 @@ def value_and_grad(params: jax.Array, data: dict, spec) -> tuple[jax.Array, jax.
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def loss(params: jax.Array, data: dict, spec) -> jax.Array:
+def loss(params: jax.Array, data, spec) -> jax.Array:
     """Style + content loss computed in tiles; differentiable (gradient by `value_and_grad`)."""
     return sum(terms(params, data, spec).values())
 
@@ -291,20 +269,15 @@ loss.defvjp(_loss_fwd, _loss_bwd)
 
 def fits(height: int, width: int, tile_size: int, arch: str, layers) -> bool:
     """Whether an image of this size is processed in tiles of `tile_size` (else whole)."""
-    align = alignment(arch, layers)
+    align = vgg.pooling_stride(arch, layers)
     return (
         bool(tile_size) and min(height, width) > tile_size and not (height % align or width % align)
     )
 
 
 def _windows(images: jax.Array, module, layers, tile_size: int):
-    shape_plan = plan(
-        images.shape[1],
-        images.shape[2],
-        core=tile_size,
-        margin=halo(module.arch, layers),
-        align=alignment(module.arch, layers),
-    )
+    height, width = images.shape[1:3]
+    shape_plan = plan_for(height, width, arch=module.arch, layers=layers, tile_size=tile_size)
     return shape_plan, jnp.asarray(shape_plan.starts), jnp.asarray(shape_plan.cores)
 
 
@@ -359,7 +332,10 @@ def style_statistics(module, variables, images, *, layers, kind: str, tile_size:
         sums = {}
         for name in layers:
             weight = gram.resize_mask(core, height=feats[name].shape[1], width=feats[name].shape[2])
-            sums[name] = (_sums(feats[name], weight, kind), jnp.sum(weight, axis=(1, 2)))
+            sums[name] = (
+                gram.position_sums(feats[name], weight, kind),
+                jnp.sum(weight, axis=(1, 2)),
+            )
         return sums
 
     shapes = jax.eval_shape(window_sums, starts[0], cores[0])
@@ -369,4 +345,4 @@ def style_statistics(module, variables, images, *, layers, kind: str, tile_size:
         zeros,
         (starts, cores),
     )
-    return {name: _finalize(s, total, kind) for name, (s, total) in sums.items()}
+    return {name: gram.statistic_from_sums(s, total, kind) for name, (s, total) in sums.items()}

@@ -35,9 +35,9 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from neural_synth import mesh as mesh_lib
 from neural_synth import progress as progress_lib
 from neural_synth.train import checkpoint, prng, reporting
-from neural_synth.train import mesh as mesh_lib
 from neural_synth.train import workdir as workdir_lib
 
 CADENCE_FIELDS = ("log_every_steps", "checkpoint_every_steps", "eval_every_steps")

@@ -18,12 +18,13 @@ from neural_synth.weights.convert import convert_vgg, detect_arch, port
 from neural_synth.weights.errors import WeightFormatError
 from neural_synth.weights.formats import read_source
 from neural_synth.weights.rescale import mean_activations, rescale_mean_activation
-from neural_synth.weights.store import load_params, load_vgg, save
+from neural_synth.weights.store import frozen_vgg, load_params, load_vgg, save
 
 __all__ = [
     "WeightFormatError",
     "convert_vgg",
     "detect_arch",
+    "frozen_vgg",
     "load_params",
     "load_vgg",
     "mean_activations",

@@ -271,6 +271,7 @@ def convert_vgg(
     rescale_weights: bool = False,
     rescale_images: str | None = None,
     rescale_size: int = 224,
+    overwrite: bool = False,
 ) -> dict:
     """Ports a VGG weights file to a checkpoint directory readable by `store.load_vgg`.
 
@@ -285,10 +286,13 @@ def convert_vgg(
       rescale_images: folder of images for the rescaling; None uses scikit-image's
         sample photos.
       rescale_size: side of the square images used for the rescaling.
+      overwrite: replace a checkpoint already in `out_dir` (otherwise an error,
+        raised before any work).
 
     Returns:
       The metadata written (arch, convention, num_tensors, params_sha256, ...).
     """
+    store.check_out_dir(out_dir, overwrite=overwrite)
     source = formats.read_source(src, source_format=source_format)
     arch, head, params = port(source, arch=arch, include_head=include_head)
     description = None
@@ -308,4 +312,4 @@ def convert_vgg(
         "rescaled": bool(rescale_weights),
         "rescale_images": description,
     }
-    return store.save(out_dir, params, metadata)
+    return store.save(out_dir, params, metadata, overwrite=overwrite)

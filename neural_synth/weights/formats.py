@@ -224,7 +224,7 @@ def read_keras_h5(path: str) -> dict[str, np.ndarray]:
             return tensors
     except errors.WeightFormatError:
         raise
-    except (OSError, KeyError, ValueError) as e:
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError) as e:  # h5py's errors.
         raise errors.WeightFormatError(
             f"file truncated or corrupt Keras weights file: {path} ({e})"
         ) from e
@@ -235,6 +235,8 @@ def read_source(path: str | os.PathLike, *, source_format: str = "auto") -> Sour
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise errors.WeightFormatError(f"no such weights file: {path}")
+    if os.path.getsize(path) == 0:
+        raise errors.WeightFormatError(f"weights file {path} is empty (0 bytes); copy it again")
     fmt = _resolve_format(path, source_format)
     if fmt == "h5":
         return Source(path, fmt, "keras", read_keras_h5(path))

@@ -24,10 +24,12 @@ offset, size and stride; float16 and bfloat16 are widened to float32.
 import collections
 import dataclasses
 import io
+import math
 import os
 import pickle
 import struct
 import zipfile
+import zlib
 from typing import Any
 
 import numpy as np
@@ -103,11 +105,32 @@ SAFE_GLOBALS = {
 }
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
+class _BoundedFile:
+    """A binary file whose reads never ask for more bytes than are left in it.
+
+    A damaged size field in a pickle must not make the reader allocate a buffer
+    of that size before finding out the file is shorter.
+    """
+
+    def __init__(self, f):
+        self._f, self._size = f, os.fstat(f.fileno()).st_size
+
+    def read(self, n: int | None = -1) -> bytes:
+        left = max(self._size - self._f.tell(), 0)
+        return self._f.read(left if n is None or n < 0 else min(n, left))
+
+    def readline(self, limit: int = -1) -> bytes:
+        return self._f.readline(limit)
+
+
+# The pure-Python unpickler: the C one allocates (and zeroes) a memo table as long
+# as the largest index a file names, so one damaged LONG_BINPUT costs gigabytes.
+class _RestrictedUnpickler(pickle._Unpickler):
     """Unpickler that resolves only `SAFE_GLOBALS` and delegates persistent ids."""
 
     def __init__(self, file, persistent_fn, path: str):
-        super().__init__(file, encoding="utf-8")
+        bounded = file if isinstance(file, io.BytesIO) else _BoundedFile(file)
+        super().__init__(bounded, encoding="utf-8")
         self._persistent_fn = persistent_fn
         self._path = path
 
@@ -159,7 +182,12 @@ def _to_array(ref: TensorRef, flat: np.ndarray, dtype: str, name: str) -> np.nda
     size, stride = ref.size, ref.stride
     if len(size) != len(stride) or min(size + stride, default=0) < 0:
         raise errors.WeightFormatError(f"corrupt tensor {name}: size {size}, stride {stride}")
-    if np.prod(size, dtype=np.int64) > 0:
+    if math.prod(size) > flat.size:  # Zero strides could make a damaged file unbounded.
+        raise errors.WeightFormatError(
+            f"tensor {name} has {math.prod(size)} elements but its storage only {flat.size} "
+            "(file truncated or corrupt)"
+        )
+    if math.prod(size) > 0:
         last = ref.offset + sum((n - 1) * s for n, s in zip(size, stride, strict=True))
         if ref.offset < 0 or last >= flat.size:
             raise errors.WeightFormatError(
@@ -268,6 +296,9 @@ def _read_legacy(f, path: str) -> dict[str, np.ndarray]:
 
 
 def _read_exact(f, num_bytes: int, path: str) -> bytes:
+    # A damaged size field must not allocate more than the file holds.
+    if not 0 <= num_bytes <= os.fstat(f.fileno()).st_size - f.tell():
+        raise errors.WeightFormatError(f"file truncated or not a PyTorch .pth file: {path}")
     raw = f.read(num_bytes)
     if len(raw) != num_bytes:
         raise errors.WeightFormatError(f"file truncated or not a PyTorch .pth file: {path}")
@@ -303,7 +334,12 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
             return _read_legacy(f, path)
     except errors.WeightFormatError:
         raise
+    except (FileNotFoundError, PermissionError, IsADirectoryError):
+        raise  # Not a problem of the file's content; the message says what it is.
     except (
+        OSError,  # zipfile seeking to offsets a damaged directory names.
+        NotImplementedError,  # zipfile: a damaged version or compression method field.
+        zlib.error,
         pickle.UnpicklingError,
         zipfile.BadZipFile,
         EOFError,
@@ -314,6 +350,8 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
         AttributeError,
         struct.error,
         UnicodeDecodeError,
+        OverflowError,  # A damaged pickle size field beyond any index.
+        MemoryError,  # A damaged pickle size field the unpickler tried to allocate.
     ) as e:
         raise errors.WeightFormatError(
             f"file truncated or not a PyTorch .pth file: {path} ({type(e).__name__}: {e})"

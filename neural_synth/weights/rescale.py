@@ -25,6 +25,7 @@ import numpy as np
 import PIL.Image
 import skimage.data
 
+from neural_synth import io
 from neural_synth.models import vgg
 from neural_synth.weights import errors
 
@@ -64,11 +65,10 @@ def folder_images(path: str | os.PathLike, *, size: int = 224, max_images: int =
         raise errors.WeightFormatError(
             f"no images ({', '.join(IMAGE_EXTENSIONS)}) in rescale image folder {path}"
         )
-    images = []
-    for name in names[:max_images]:
-        with PIL.Image.open(os.path.join(path, name)) as image:
-            images.append(_square(np.asarray(image.convert("RGB")), size))
-    return np.stack(images)
+    # io.load_image applies EXIF orientation and the decompression-bomb limit, and
+    # names the file at fault; 8-bit images round-trip exactly through to_uint8.
+    pixels = [io.to_uint8(io.load_image(os.path.join(path, n))) for n in names[:max_images]]
+    return np.stack([_square(p, size) for p in pixels])
 
 
 def load_images(folder: str | None = None, *, size: int = 224) -> tuple[np.ndarray, str]:

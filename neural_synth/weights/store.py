@@ -10,6 +10,7 @@ neural_synth version that wrote it. Loading needs only NumPy and JAX.
 
 import hashlib
 import importlib.metadata
+import io as io_lib
 import json
 import os
 import zipfile
@@ -18,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from neural_synth import io
 from neural_synth.models import vgg
 from neural_synth.weights import errors
 
@@ -46,41 +48,67 @@ def package_version() -> str:
         return "unknown"
 
 
-def _replace_atomically(path: str, write_fn) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        write_fn(f)
-    os.replace(tmp, path)
+def existing_files(out_dir: str | os.PathLike) -> list[str]:
+    """The checkpoint files (params.npz, metadata.json) that already exist in `out_dir`."""
+    return [n for n in (PARAMS_FILE, METADATA_FILE) if os.path.lexists(os.path.join(out_dir, n))]
 
 
-def save(out_dir: str | os.PathLike, params: dict, metadata: dict) -> dict:
+def check_out_dir(out_dir: str | os.PathLike, *, overwrite: bool = False) -> None:
+    """Raises unless `save` may write into `out_dir` (call it before slow work).
+
+    Raises:
+      NotADirectoryError: `out_dir` is an existing file.
+      FileExistsError: `out_dir` already holds a checkpoint and `overwrite` is False.
+    """
+    out_dir = os.fspath(out_dir)
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise NotADirectoryError(
+            f"Cannot write ported weights to {out_dir}: it is a file, not a directory; "
+            "choose another out_dir."
+        )
+    found = existing_files(out_dir) if os.path.isdir(out_dir) else []
+    if found and not overwrite:
+        raise FileExistsError(
+            f"{out_dir} already holds ported weights ({', '.join(found)}); choose another "
+            "out_dir or pass overwrite=True to replace them."
+        )
+
+
+def save(
+    out_dir: str | os.PathLike, params: dict, metadata: dict, *, overwrite: bool = False
+) -> dict:
     """Writes `params` ({layer: {'kernel', 'bias'}}) and metadata; returns the full metadata.
 
     `metadata` needs at least arch, convention and include_head; this adds
     pooling='max' unless given, params_sha256, num_tensors, num_params and the
-    neural_synth version. Existing files of the same names are replaced.
+    neural_synth version. An existing checkpoint in `out_dir` is an error unless
+    `overwrite`; both files are written in full to temporary names first and
+    renamed only then, so a failure leaves an existing checkpoint untouched.
     """
     out_dir = os.fspath(out_dir)
+    check_out_dir(out_dir, overwrite=overwrite)
     os.makedirs(out_dir, exist_ok=True)
     flat = {
         f"{layer}/{kind}": np.asarray(value, np.float32)
         for layer, kinds in params.items()
         for kind, value in kinds.items()
     }
-    params_path = os.path.join(out_dir, PARAMS_FILE)
-    _replace_atomically(params_path, lambda f: np.savez(f, **flat))
+    buffer = io_lib.BytesIO()
+    np.savez(buffer, **flat)
+    data = buffer.getvalue()
     meta = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
         "pooling": "max",
         **metadata,
-        "params_sha256": sha256_file(params_path),
+        "params_sha256": hashlib.sha256(data).hexdigest(),
         "num_tensors": len(flat),
         "num_params": int(sum(a.size for a in flat.values())),
         "neural_synth_version": package_version(),
     }
     text = json.dumps(meta, indent=2, sort_keys=True) + "\n"
-    _replace_atomically(os.path.join(out_dir, METADATA_FILE), lambda f: f.write(text.encode()))
+    io.write_atomically(os.path.join(out_dir, PARAMS_FILE), lambda f: f.write(data))
+    io.write_atomically(os.path.join(out_dir, METADATA_FILE), lambda f: f.write(text.encode()))
     return meta
 
 
@@ -186,3 +214,19 @@ def load_vgg(path: str | os.PathLike, *, pooling: str | None = None) -> tuple[vg
         raise ValueError(f"pooling must be one of {vgg.POOLINGS}, got {pooling!r}.")
     module = vgg.VGG(arch=meta["arch"], pooling=pooling, convention=meta["convention"])
     return module, jax.tree.map(jnp.asarray, params)
+
+
+def frozen_vgg(path: str, *, layers, seed: int = 0) -> tuple[vgg.VGG, dict]:
+    """(module, frozen variables) for losses on VGG features: `vgg.freeze`d, ready for jit.
+
+    With `path`, the ported weights stored there (`load_vgg`); with an empty
+    path, a random VGG19 with average pooling (smoother gradients, as Gatys et
+    al. recommend) and only the convolutions up to the deepest of `layers`
+    (`vgg.random_params`, drawn from `seed`).
+    """
+    if path:
+        module, params = load_vgg(path)
+    else:
+        module = vgg.VGG(arch="vgg19", pooling="avg")
+        params = vgg.random_params("vgg19", layers, seed)
+    return module, vgg.freeze({"params": params})

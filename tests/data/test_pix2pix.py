@@ -159,32 +159,32 @@ def test_paired_folder_round_trip(tmp_path, monkeypatch):
         lambda self, *args: calls.append(1) or generate(self, *args),
     )
     source = f"paired:{tmp_path / 'facades'}"
-    inputs, targets = pix2pix.load_pairs(source, "train", data_dir=data_dir)
+    inputs, targets = builders.load_pairs(source, "train", data_dir=data_dir)
     assert inputs.shape == (3, *HALF, 3) and inputs.dtype == np.uint8
     _match(pairs["train"], inputs, targets)
     assert len(calls) == 2  # One generator per split, once.
-    test_b, test_a = pix2pix.load_pairs(source, "test", data_dir=data_dir, direction="BtoA")
+    test_b, test_a = builders.load_pairs(source, "test", data_dir=data_dir, direction="BtoA")
     _match(pairs["test"], test_a, test_b)
     assert len(calls) == 2  # Read back, not prepared again.
     # The prepared dataset is an ordinary tfds dataset too.
     name = builders.PairedImagesConfig.for_folder(str(tmp_path / "facades")).name
-    again = pix2pix.load_pairs(f"tfds:paired_images/{name}", "train", data_dir=data_dir)
+    again = builders.load_pairs(f"tfds:paired_images/{name}", "train", data_dir=data_dir)
     np.testing.assert_array_equal(again[0], inputs)
     np.testing.assert_array_equal(again[1], targets)
-    pix2pix.load_pairs(source, "test", data_dir=data_dir, rebuild=True)
+    builders.load_pairs(source, "test", data_dir=data_dir, rebuild=True)
     assert len(calls) == 4
 
 
 def test_paired_resize_and_max_examples(tmp_path):
     pairs = _write_paired(tmp_path / "p", {"train": 3})
-    inputs, targets = pix2pix.load_pairs(
+    inputs, targets = builders.load_pairs(
         f"paired:{tmp_path / 'p'}", "train", data_dir=str(tmp_path / "tfds"), size=(6, 8)
     )
     assert inputs.shape == targets.shape == (3, 6, 8, 3)
     # Same aspect (12x16 -> 6x8): a plain Lanczos resize, no crop.
     shrink = lambda x: io.to_uint8(io.resize(x / np.float32(255), size=(6, 8)))
     _match([(shrink(a), shrink(b)) for a, b in pairs["train"]], inputs, targets)
-    few, _ = pix2pix.load_pairs(
+    few, _ = builders.load_pairs(
         f"paired:{tmp_path / 'p'}", "train", data_dir=str(tmp_path / "tfds"), max_examples=2
     )
     assert few.shape == (2, *HALF, 3)
@@ -193,47 +193,46 @@ def test_paired_resize_and_max_examples(tmp_path):
 def test_paired_errors(tmp_path):
     data_dir = str(tmp_path / "tfds")
     with pytest.raises(ValueError, match="does not exist"):
-        pix2pix.load_pairs(f"paired:{tmp_path / 'missing'}", "train", data_dir=data_dir)
+        builders.load_pairs(f"paired:{tmp_path / 'missing'}", "train", data_dir=data_dir)
     (tmp_path / "empty" / "train").mkdir(parents=True)
     with pytest.raises(ValueError, match="No images"):
-        pix2pix.load_pairs(f"paired:{tmp_path / 'empty'}", "train", data_dir=data_dir)
+        builders.load_pairs(f"paired:{tmp_path / 'empty'}", "train", data_dir=data_dir)
     _write_paired(tmp_path / "p", {"train": 1, "test": 1})
     with pytest.raises(ValueError, match=r"available splits: \['test', 'train'\]"):
-        pix2pix.load_pairs(f"paired:{tmp_path / 'p'}", "val", data_dir=data_dir)
+        builders.load_pairs(f"paired:{tmp_path / 'p'}", "val", data_dir=data_dir)
     Image.fromarray(_random_u8(9, (8, 10, 3))).save(tmp_path / "p" / "train" / "other.png")
     with pytest.raises(ValueError, match=r"different sizes.*size=\(height, width\)"):
-        pix2pix.load_pairs(f"paired:{tmp_path / 'p'}", "train", data_dir=data_dir, rebuild=True)
+        builders.load_pairs(f"paired:{tmp_path / 'p'}", "train", data_dir=data_dir, rebuild=True)
     Image.fromarray(_random_u8(9, (8, 11, 3))).save(tmp_path / "p" / "train" / "other.png")
     with pytest.raises(ValueError, match="width is odd"):
-        pix2pix.load_pairs(f"paired:{tmp_path / 'p'}", "train", data_dir=data_dir, rebuild=True)
+        builders.load_pairs(f"paired:{tmp_path / 'p'}", "train", data_dir=data_dir, rebuild=True)
 
 
 def test_source_errors(tmp_path):
     data_dir = str(tmp_path / "tfds")
     with pytest.raises(ValueError, match="Unknown pix2pix data source"):
-        pix2pix.load_pairs("photos:/x", "train", data_dir=data_dir)
+        builders.load_pairs("photos:/x", "train", data_dir=data_dir)
     with pytest.raises(ValueError, match="needs size"):
-        pix2pix.load_pairs("edges2x:skimage", "train", data_dir=data_dir)
+        builders.load_pairs("edges2x:skimage", "train", data_dir=data_dir)
     with pytest.raises(ValueError, match="Unknown edges2x source"):
-        pix2pix.load_pairs("edges2x:flickr", "train", data_dir=data_dir, size=(8, 8))
+        builders.load_pairs("edges2x:flickr", "train", data_dir=data_dir, size=(8, 8))
     with pytest.raises(ValueError, match="size must be"):
-        pix2pix.load_pairs("edges2x:skimage", "train", data_dir=data_dir, size=(0, 8))
+        builders.load_pairs("edges2x:skimage", "train", data_dir=data_dir, size=(0, 8))
     with pytest.raises(ValueError, match="direction"):
-        pix2pix.load_pairs("edges2x:skimage", "train", data_dir=data_dir, direction="AB")
+        builders.load_pairs("edges2x:skimage", "train", data_dir=data_dir, direction="AB")
     for name in ("mnist", "no_such_dataset_xyz"):  # Known to tfds but not prepared; unknown.
         with pytest.raises(ValueError, match=f"not prepared.*tfds build {name} --data_dir="):
-            pix2pix.load_pairs(f"tfds:{name}", "train", data_dir=data_dir)
+            builders.load_pairs(f"tfds:{name}", "train", data_dir=data_dir)
         with pytest.raises(ValueError, match="not prepared"):
-            pix2pix.load_pairs(f"edges2x:tfds:{name}", "train", data_dir=data_dir, size=(8, 8))
+            builders.load_pairs(f"edges2x:tfds:{name}", "train", data_dir=data_dir, size=(8, 8))
     with pytest.raises(ValueError, match="does not exist"):
-        pix2pix.load_pairs(f"edges2x:folder:{tmp_path / 'nope'}", "train", size=(8, 8))
+        builders.load_pairs(f"edges2x:folder:{tmp_path / 'nope'}", "train", size=(8, 8))
     (tmp_path / "blank").mkdir()
     with pytest.raises(ValueError, match="No images found"):
-        pix2pix.load_pairs(
+        builders.load_pairs(
             f"edges2x:folder:{tmp_path / 'blank'}", "train", data_dir=data_dir, size=(8, 8)
         )
     assert not os.path.exists(os.path.join(data_dir, "edges2x"))  # Nothing half-made.
-    assert pix2pix.Edges2X is builders.Edges2X  # Lazy re-export of the builder classes.
 
 
 # ----------------------------------------------------------------------------- edges2x
@@ -245,11 +244,11 @@ def test_edges2x_from_folder(tmp_path):
     for i in range(12):  # 20x30 -> 16x24 keeps the aspect: a plain resize.
         Image.fromarray(_smooth_photo(i, 20, 30)).save(folder / f"{i:02d}.png")
     data_dir = str(tmp_path / "tfds")
-    edges, photos = pix2pix.load_pairs(
+    edges, photos = builders.load_pairs(
         f"edges2x:folder:{folder}", "train", data_dir=data_dir, size=(16, 24)
     )
     assert edges.shape == photos.shape == (11, 16, 24, 3)
-    (test_edges,), (test_photo,) = pix2pix.load_pairs(
+    (test_edges,), (test_photo,) = builders.load_pairs(
         f"edges2x:folder:{folder}", "test", data_dir=data_dir, size=(16, 24), sigma=1.0
     )
     expected = io.to_uint8(io.resize(io.load_image(folder / "09.png"), size=(16, 24)))
@@ -286,9 +285,9 @@ def test_edges2x_from_a_prepared_tfds_dataset(tmp_path):
     data_dir = str(tmp_path / "tfds")
     Pix2pixTestPhotos(data_dir=data_dir, file_format="array_record").download_and_prepare()
     source = "edges2x:tfds:pix2pix_test_photos"
-    edges, photos = pix2pix.load_pairs(source, "train", data_dir=data_dir, size=(8, 8))
+    edges, photos = builders.load_pairs(source, "train", data_dir=data_dir, size=(8, 8))
     assert edges.shape == photos.shape == (9, 8, 8, 3)
-    _, (held_out,) = pix2pix.load_pairs(source, "test", data_dir=data_dir, size=(8, 8))
+    _, (held_out,) = builders.load_pairs(source, "test", data_dir=data_dir, size=(8, 8))
     tenth = tfds.data_source("pix2pix_test_photos", split="train", data_dir=data_dir)[9]["image"]
     height, width = tenth.shape[:2]  # 12 x (14..23): short side to 8, centre 8 columns.
     resized = io.resize(tenth / np.float32(255), size=(8, round(width * 8 / height)))
@@ -298,12 +297,12 @@ def test_edges2x_from_a_prepared_tfds_dataset(tmp_path):
 
 def test_edges2x_skimage_default_is_non_square_and_held_out(tmp_path):
     data_dir = str(tmp_path / "tfds")
-    edges, photos = pix2pix.load_pairs("edges2x:skimage", "test", data_dir=data_dir, size=(24, 40))
+    edges, photos = builders.load_pairs("edges2x:skimage", "test", data_dir=data_dir, size=(24, 40))
     num_crops = sum(n for _, n in builders.SKIMAGE_SCALES)
     assert photos.shape == (len(builders.SKIMAGE_TEST) * num_crops, 24, 40, 3)
     for e, p in zip(edges[::9], photos[::9], strict=True):
         np.testing.assert_array_equal(e, io.to_uint8(pix2pix.edges(p / 255.0)))
-    train, _ = pix2pix.load_pairs("edges2x:skimage", "train", data_dir=data_dir, size=(24, 40))
+    train, _ = builders.load_pairs("edges2x:skimage", "train", data_dir=data_dir, size=(24, 40))
     assert len(train) == len(builders.SKIMAGE_TRAIN) * num_crops
     builder = builders.prepare("edges2x:skimage", data_dir=data_dir, size=(24, 40))
     names = {ex["name"].decode().split("_")[0] for ex in builders.read_split(builder, "test")}

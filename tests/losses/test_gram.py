@@ -169,3 +169,59 @@ def test_gram_custom_gradient_equals_autodiff_of_the_einsum():
     want = jax.grad(lambda f: jnp.sum(einsum_gram(f) * probe))(features)
     got = jax.grad(lambda f: jnp.sum(gram.gram(f) * probe))(features)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def _einsum_masked_gram(f, mask):
+    """Autodiff reference: sum_p m_p f_p f_p^T / sum_p m_p with the mask resized."""
+    m = gram.resize_mask(mask, height=f.shape[1], width=f.shape[2])[..., None]
+    b, h, w, c = f.shape
+    g = jnp.einsum("bpc,bpd->bcd", (f * m).reshape(b, h * w, c), f.reshape(b, h * w, c))
+    return g / jnp.maximum(jnp.sum(m, axis=(1, 2, 3)), gram.MASK_EPS)[:, None, None]
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_gram_value_and_gradient_equal_autodiff_of_the_einsum(masked):
+    # Moved from tests/optimize/test_statistics.py with the fast Gram gradient.
+    f = jax.random.normal(jax.random.key(0), (2, 8, 6, 5))
+    mask = (jax.random.uniform(jax.random.key(1), (2, 4, 3)) > 0.4).astype(jnp.float32)
+    ones = jnp.ones((2, 8, 6))
+    ref_fn = lambda x: _einsum_masked_gram(x, mask if masked else ones)
+    fast_fn = lambda x: gram.style_statistic(x, "gram", mask=mask if masked else None)
+    np.testing.assert_allclose(fast_fn(f), ref_fn(f), rtol=1e-5, atol=1e-6)
+    target = ref_fn(jax.random.normal(jax.random.key(2), (2, 8, 6, 5)))
+    loss = lambda fn: lambda x: jnp.sum(jnp.square(fn(x) - target) * jnp.arange(25.0).reshape(5, 5))
+    np.testing.assert_allclose(
+        jax.grad(loss(fast_fn))(f), jax.grad(loss(ref_fn))(f), rtol=1e-5, atol=1e-5
+    )
+
+
+@pytest.mark.parametrize("mask_batch", [1, 2])
+def test_weighted_gram_sum_weight_gradient_equals_autodiff(mask_batch):
+    f = jax.random.normal(jax.random.key(3), (2, 4, 3, 5))
+    weights = jax.random.uniform(jax.random.key(4), (mask_batch, 4, 3))
+    probe = jax.random.normal(jax.random.key(5), (2, 5, 5))
+
+    def einsum_sum(x, w):
+        flat = x.reshape(2, 12, 5)
+        return jnp.einsum("bpc,bpd->bcd", (x * w[..., None]).reshape(2, 12, 5), flat)
+
+    loss = lambda fn: lambda x, w: jnp.sum(fn(x, w) * probe)
+    want = jax.grad(loss(einsum_sum), argnums=(0, 1))(f, weights)
+    got = jax.jit(jax.grad(loss(gram.weighted_gram_sum), argnums=(0, 1)))(f, weights)
+    for a, b in zip(got, want, strict=True):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", gram.KINDS)
+def test_statistics_from_position_sums_of_two_halves_equal_the_whole(kind):
+    f = _features(seed=7)
+    mask = np.random.default_rng(8).uniform(size=(2, 4, 6)).astype(np.float32)
+    halves = [np.zeros_like(mask), np.zeros_like(mask)]
+    halves[0][:, :2], halves[1][:, 2:] = mask[:, :2], mask[:, 2:]
+    sums = [gram.position_sums(jnp.asarray(f), jnp.asarray(m), kind) for m in halves]
+    total = jax.tree.map(jnp.add, *sums)
+    got = jax.jit(gram.statistic_from_sums, static_argnums=2)(total, jnp.sum(mask, (1, 2)), kind)
+    want = gram.style_statistic(f, kind, mask=mask)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)

@@ -10,7 +10,6 @@ import pytest
 from neural_synth.losses import perceptual
 
 LAYERS = {"relu1_1": (8, 8, 3), "relu2_1": (4, 4, 5)}
-WEIGHTS = {"relu1_1": 0.5, "relu2_1": 2.0}
 
 
 def _feature_dict(seed, batch=1, scale=1.0):
@@ -19,25 +18,6 @@ def _feature_dict(seed, batch=1, scale=1.0):
         name: (scale * rng.normal(size=(batch, *shape))).astype(np.float32)
         for name, shape in LAYERS.items()
     }
-
-
-def _np_gram(f, m=None):
-    f = f.astype(np.float64)
-    m = np.ones(f.shape[:3]) if m is None else m.astype(np.float64)
-    return np.einsum("bhwc,bhwd,bhw->bcd", f, f, m) / m.sum(axis=(1, 2))[:, None, None]
-
-
-def _np_style_loss(features, target_grams, weights, masks=None):
-    """sum_l w_l mean((G_l - T_l)^2); masks per layer at feature resolution, or None."""
-    total = 0.0
-    for name, w in weights.items():
-        g = _np_gram(features[name], None if masks is None else masks[name])
-        total += w * np.mean(np.square(g - target_grams[name]))
-    return total
-
-
-def _jit_style_loss(**static):
-    return jax.jit(functools.partial(perceptual.style_loss, **static))
 
 
 def test_mse_pytree_and_batch_broadcast():
@@ -53,135 +33,6 @@ def test_content_loss_matches_numpy():
     f, t = rng.normal(size=(2, 2, 4, 8, 3)).astype(np.float32)
     got = jax.jit(perceptual.content_loss)(f, t)
     np.testing.assert_allclose(got, np.mean(np.square(f.astype(np.float64) - t)), rtol=1e-5)
-
-
-def test_style_targets_compute_statistics_per_style():
-    styles = [_feature_dict(1), _feature_dict(2, batch=2)]
-    mask = np.random.default_rng(3).uniform(size=(2, 16, 16)).astype(np.float32)
-    fn = jax.jit(functools.partial(perceptual.style_targets, layers=("relu2_1",)))
-    targets = fn(styles, masks=[None, mask])
-    assert len(targets) == 2 and set(targets[0]) == {"relu2_1"}
-    np.testing.assert_allclose(targets[0]["relu2_1"], _np_gram(styles[0]["relu2_1"]), rtol=1e-5)
-    mask_4x4 = mask.reshape(2, 4, 4, 4, 4).mean(axis=(2, 4))  # Area resize 16 -> 4.
-    want = _np_gram(styles[1]["relu2_1"], mask_4x4)
-    np.testing.assert_allclose(targets[1]["relu2_1"], want, rtol=1e-5, atol=1e-6)
-    mean_std = perceptual.style_targets(styles[0], layers=("relu1_1",), kind="mean_std")
-    assert isinstance(mean_std[0]["relu1_1"], tuple)
-
-
-def test_style_loss_single_style_matches_numpy():
-    features, style = _feature_dict(4, batch=2), _feature_dict(5)
-    targets = perceptual.style_targets([style], layers=tuple(WEIGHTS))
-    got = _jit_style_loss(layer_weights=WEIGHTS)(features, targets)
-    want = _np_style_loss(features, {k: _np_gram(v) for k, v in style.items()}, WEIGHTS)
-    np.testing.assert_allclose(got, want, rtol=1e-5)
-    # A single dict of targets is the same as a list of one.
-    np.testing.assert_allclose(
-        perceptual.style_loss(features, targets[0], layer_weights=WEIGHTS), got, rtol=1e-6
-    )
-
-
-def test_style_loss_only_uses_weighted_layers():
-    features, style = _feature_dict(4), _feature_dict(5)
-    targets = perceptual.style_targets([style], layers=tuple(WEIGHTS))
-    got = perceptual.style_loss(features, targets, layer_weights={"relu2_1": 1.0})
-    want = np.mean(np.square(_np_gram(features["relu2_1"]) - _np_gram(style["relu2_1"])))
-    np.testing.assert_allclose(got, want, rtol=1e-5)
-
-
-@pytest.mark.parametrize("kind", ["mean", "mean_std"])
-def test_style_loss_other_kinds_match_numpy(kind):
-    features, style = _feature_dict(6, batch=2), _feature_dict(7)
-    targets = perceptual.style_targets([style], layers=tuple(WEIGHTS), kind=kind)
-    got = _jit_style_loss(layer_weights=WEIGHTS, kind=kind)(features, targets)
-    want = 0.0
-    for name, w in WEIGHTS.items():
-        f, s = features[name].astype(np.float64), style[name].astype(np.float64)
-        want += w * np.mean(np.square(f.mean(axis=(1, 2)) - s.mean(axis=(1, 2))))
-        if kind == "mean_std":
-            std = lambda a: np.sqrt(a.var(axis=(1, 2)) + 1e-5)
-            want += w * np.mean(np.square(std(f) - std(s)))
-    np.testing.assert_allclose(got, want, rtol=1e-5)
-
-
-def test_one_hot_blend_equals_single_style_loss():
-    features = _feature_dict(8)
-    targets = perceptual.style_targets([_feature_dict(9), _feature_dict(10)], layers=tuple(WEIGHTS))
-    loss_fn = _jit_style_loss(layer_weights=WEIGHTS)
-    blended = loss_fn(features, targets, blend_weights=jnp.array([0.0, 1.0]))
-    np.testing.assert_allclose(blended, loss_fn(features, [targets[1]]), rtol=1e-6)
-
-
-def test_blend_of_two_is_the_normalized_weighted_sum():
-    features = _feature_dict(11)
-    targets = perceptual.style_targets(
-        [_feature_dict(12), _feature_dict(13)], layers=tuple(WEIGHTS)
-    )
-    loss_fn = _jit_style_loss(layer_weights=WEIGHTS)
-    single = [loss_fn(features, [t]) for t in targets]
-    got = loss_fn(features, targets, blend_weights=jnp.array([1.0, 3.0]))
-    np.testing.assert_allclose(got, 0.25 * single[0] + 0.75 * single[1], rtol=1e-5)
-    uniform = loss_fn(features, targets)
-    np.testing.assert_allclose(uniform, 0.5 * single[0] + 0.5 * single[1], rtol=1e-5)
-
-
-def test_blending_losses_and_blending_targets_have_equal_gradients():
-    features = _feature_dict(14, batch=2)
-    targets = perceptual.style_targets(
-        [_feature_dict(15), _feature_dict(16)], layers=tuple(WEIGHTS)
-    )
-    blend = np.array([0.3, 0.7], np.float32)
-    averaged = jax.tree.map(lambda a, b: blend[0] * a + blend[1] * b, *targets)
-    loss_blend = lambda f: perceptual.style_loss(
-        f, targets, layer_weights=WEIGHTS, blend_weights=blend
-    )
-    loss_avg = lambda f: perceptual.style_loss(f, [averaged], layer_weights=WEIGHTS)
-    grad_blend = jax.jit(jax.grad(loss_blend))(features)
-    grad_avg = jax.jit(jax.grad(loss_avg))(features)
-    for name in WEIGHTS:
-        np.testing.assert_allclose(grad_blend[name], grad_avg[name], rtol=1e-4, atol=1e-6)
-    # The values differ by the spread of the targets around their average only.
-    spread = sum(
-        w
-        * sum(
-            b * np.mean(np.square(t[name] - averaged[name]))
-            for b, t in zip(blend, targets, strict=True)
-        )
-        for name, w in WEIGHTS.items()
-    )
-    np.testing.assert_allclose(loss_blend(features) - loss_avg(features), spread, rtol=1e-4)
-
-
-def test_spatial_style_loss_matches_masked_numpy():
-    features = _feature_dict(17, batch=2)
-    styles = [_feature_dict(18), _feature_dict(19)]
-    targets = perceptual.style_targets(styles, layers=tuple(WEIGHTS))
-    left = np.zeros((16, 16), np.float32)
-    left[:, :8] = 1.0
-    masks = np.stack([left, 1.0 - left])  # [S, h, w] at twice relu1_1's resolution.
-    got = jax.jit(functools.partial(perceptual.spatial_style_loss, layer_weights=WEIGHTS))(
-        features, targets, masks
-    )
-    want = 0.0
-    for s, style in enumerate(styles):
-        layer_masks = {
-            name: np.broadcast_to(
-                masks[s].reshape(h, 16 // h, w, 16 // w).mean(axis=(1, 3)), (2, h, w)
-            )
-            for name, (h, w, _) in LAYERS.items()
-        }
-        target_grams = {k: _np_gram(v) for k, v in style.items()}
-        want += _np_style_loss(features, target_grams, WEIGHTS, layer_masks)
-    np.testing.assert_allclose(got, want, rtol=1e-5)
-
-
-def test_spatial_style_loss_with_full_mask_equals_style_loss():
-    features = _feature_dict(20, batch=2)
-    targets = perceptual.style_targets([_feature_dict(21)], layers=tuple(WEIGHTS))
-    masks = np.ones((1, 2, 16, 16, 1), np.float32)  # [S, B, h, w, 1]
-    got = perceptual.spatial_style_loss(features, targets, masks, layer_weights=WEIGHTS)
-    want = perceptual.style_loss(features, targets, layer_weights=WEIGHTS)
-    np.testing.assert_allclose(got, want, rtol=1e-5)
 
 
 def test_total_variation_hand_computed():
@@ -203,17 +54,8 @@ def test_total_variation_matches_numpy():
 
 def test_gradients_are_finite():
     features = _feature_dict(23, batch=2)
-    targets = perceptual.style_targets(
-        [_feature_dict(24), _feature_dict(25)], layers=tuple(WEIGHTS)
-    )
     content = _feature_dict(26)
-    masks = np.zeros((2, 16, 16), np.float32)
-    masks[0, :, :5] = 1.0  # Second region empty: must not give NaN.
     losses = {
-        "style": lambda f: perceptual.style_loss(f, targets, layer_weights=WEIGHTS),
-        "spatial": lambda f: perceptual.spatial_style_loss(
-            f, targets, masks, layer_weights=WEIGHTS
-        ),
         "content": lambda f: perceptual.content_loss(f["relu2_1"], content["relu2_1"]),
     }
     for name, loss_fn in losses.items():
@@ -225,47 +67,73 @@ def test_gradients_are_finite():
         assert np.all(np.isfinite(grad)), kind
 
 
-def test_traced_blend_weights_under_jit():
-    features = _feature_dict(26)
-    targets = perceptual.style_targets(
-        [_feature_dict(27), _feature_dict(28)], layers=tuple(WEIGHTS)
-    )
-    loss_fn = jax.jit(
-        lambda f, b: perceptual.style_loss(f, targets, layer_weights=WEIGHTS, blend_weights=b)
-    )
-    got = loss_fn(features, jnp.array([2.0, 2.0]))
-    want = perceptual.style_loss(features, targets, layer_weights=WEIGHTS)
-    np.testing.assert_allclose(got, want, rtol=1e-6)
-
-
 def test_bad_inputs_raise_clear_errors():
     features = _feature_dict(29)
-    targets = perceptual.style_targets([_feature_dict(30)], layers=tuple(WEIGHTS))
-    with pytest.raises(ValueError, match="Unknown style statistic kind"):
-        perceptual.style_loss(features, targets, layer_weights=WEIGHTS, kind="gramm")
-    with pytest.raises(ValueError, match=r"Layers \['relu3_1'\] are missing from features"):
-        perceptual.style_loss(features, targets, layer_weights={"relu3_1": 1.0})
-    with pytest.raises(ValueError, match="missing from style_features"):
-        perceptual.style_targets([features], layers=("relu3_1",))
-    with pytest.raises(ValueError, match="non-empty dict"):
-        perceptual.style_loss(features, targets, layer_weights={})
-    with pytest.raises(ValueError, match="one weight per style"):
-        perceptual.style_loss(features, targets, layer_weights=WEIGHTS, blend_weights=[0.5, 0.5])
-    with pytest.raises(ValueError, match="non-negative"):
-        perceptual.style_loss(
-            features, targets * 2, layer_weights=WEIGHTS, blend_weights=[1.0, -1.0]
-        )
-    with pytest.raises(ValueError, match="same statistic kind"):
-        perceptual.style_loss(features, targets, layer_weights=WEIGHTS, kind="mean")
-    with pytest.raises(ValueError, match="same statistic kind"):
-        perceptual.style_loss(features, targets, layer_weights=WEIGHTS, kind="mean_std")
-    with pytest.raises(ValueError, match="one mask"):
-        perceptual.style_targets([features], layers=("relu1_1",), masks=[None, None])
-    with pytest.raises(ValueError, match="one region per style target"):
-        perceptual.spatial_style_loss(features, targets, np.ones((2, 8, 8)), layer_weights=WEIGHTS)
     with pytest.raises(ValueError, match="batch size 1"):
         perceptual.content_loss(features["relu1_1"], np.zeros((1, 8, 8, 4), np.float32))
     with pytest.raises(ValueError, match="Unknown total variation kind"):
         perceptual.total_variation(np.zeros((1, 4, 4, 3)), kind="tv")
     with pytest.raises(ValueError, match="H, W >= 2"):
         perceptual.total_variation(np.zeros((1, 1, 4, 3)))
+
+
+def test_per_example_mse_and_content_loss_match_numpy():
+    rng = np.random.default_rng(2)
+    x = (rng.normal(size=(3, 2)), rng.normal(size=(3, 4, 5)))
+    t = (rng.normal(size=(1, 2)), rng.normal(size=(3, 4, 5)))
+    want = np.mean(np.square(x[0] - t[0]), axis=1) + np.mean(np.square(x[1] - t[1]), axis=(1, 2))
+    got = jax.jit(functools.partial(perceptual.mse, per_example=True))(x, t)
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    f, p = rng.normal(size=(2, 3, 4, 5, 2)).astype(np.float32)
+    got = perceptual.content_loss(f, p, per_example=True)
+    want = np.mean(np.square(f - p.astype(np.float64)), axis=(1, 2, 3))
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+def test_relative_weight_divides_by_the_blended_target_mean_square():
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=(1, 4, 4)), 3.0 * rng.normal(size=(1, 4, 4))
+    blend = np.array([0.25, 0.75])
+    n = 0.25 * np.mean(a**2) + 0.75 * np.mean(b**2)
+    np.testing.assert_allclose(
+        perceptual.target_mean_square([a, b], blend_weights=blend), n, rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        perceptual.relative_weight(2.0, [a, b], blend_weights=blend), 2.0 / n, 1e-6
+    )
+    pair = (a[:, 0], b[:, 0])  # A ('mean_std') pair: the leaves' mean squares add up.
+    want = np.mean(a[:, 0] ** 2) + np.mean(b[:, 0] ** 2)
+    np.testing.assert_allclose(perceptual.target_mean_square([pair]), want, rtol=1e-6)
+    zero = np.zeros((1, 2, 2))
+    assert perceptual.relative_weight(1.0, [zero]) == 1.0 / perceptual.NORM_FLOOR
+
+
+def test_relative_content_loss_matches_numpy_and_ignores_target_gradients():
+    features, targets = _feature_dict(4, batch=2), _feature_dict(5, batch=2, scale=3.0)
+    weights = {"relu1_1": 0.5, "relu2_1": 2.0}
+    got = jax.jit(functools.partial(perceptual.relative_content_loss, layer_weights=weights))(
+        features, targets
+    )
+    want = sum(
+        w
+        * np.mean(np.square(features[n] - targets[n].astype(np.float64)), axis=(1, 2, 3))
+        / (np.mean(targets[n].astype(np.float64) ** 2) + perceptual.CONTENT_NORM_EPS)
+        for n, w in weights.items()
+    )
+    assert got.shape == (2,)
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    grad = jax.grad(
+        lambda t: jnp.sum(perceptual.relative_content_loss(features, t, layer_weights=weights))
+    )(targets)
+    assert all(float(jnp.abs(g).max()) == 0.0 for g in jax.tree.leaves(grad))
+
+
+def test_diversity_loss_matches_numpy():
+    f = np.random.default_rng(6).normal(size=(3, 4, 4, 2)).astype(np.float32)
+    got = jax.jit(perceptual.diversity_loss)(f)
+    f64 = f.astype(np.float64)
+    want = -np.mean(np.abs(f64 - np.roll(f64, 1, axis=0))) / (np.mean(np.abs(f64)) + 1e-8)
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    assert float(perceptual.diversity_loss(np.repeat(f[:1], 3, axis=0))) == 0.0
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        perceptual.diversity_loss(f[:1])

@@ -27,7 +27,7 @@ def test_transform_net_keeps_any_multiple_of_4_size(hw):
 
 def test_transform_net_size_rule_error():
     net = ff.TransformNet(width=4, num_residual=1)
-    with pytest.raises(ValueError, match="multiples of 4, got 30x32"):
+    with pytest.raises(ValueError, match=r"multiples of 2\^2 = 4 px, got 32x30 \(width x height\)"):
         net.init(jax.random.key(0), jnp.zeros((1, 30, 32, 3)))
 
 

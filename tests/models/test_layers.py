@@ -1,4 +1,4 @@
-"""Shared layers: padded convs equal their VALID form, phase transposed conv equals torch's."""
+"""Shared layers: norms match NumPy, captured statistics, upsampling, the image-size rule."""
 
 import jax
 import jax.numpy as jnp
@@ -10,76 +10,6 @@ from neural_synth.models import layers
 
 def _x(shape, seed=0):
     return jnp.asarray(np.random.default_rng(seed).normal(size=shape), jnp.float32)
-
-
-@pytest.mark.parametrize("mode", ["reflect", "circular"])
-@pytest.mark.parametrize(
-    ("k", "s", "hw"), [(3, 1, (9, 12)), (9, 1, (10, 11)), (3, 2, (8, 10)), (3, 2, (9, 7))]
-)
-def test_padded_conv_equals_explicit_pad_and_valid_conv(mode, k, s, hw):
-    x = _x((2, *hw, 3))
-    conv = layers.PaddedConv(5, k, strides=s, padding=mode)
-    params = conv.init(jax.random.key(0), x)
-    np_mode = {"reflect": "reflect", "circular": "wrap"}[mode]
-    xp = np.pad(np.asarray(x), ((0, 0), (k // 2,) * 2, (k // 2,) * 2, (0, 0)), mode=np_mode)
-    want = (
-        jax.lax.conv_general_dilated(
-            jnp.asarray(xp),
-            params["params"]["Conv_0"]["kernel"],
-            (s, s),
-            "VALID",
-            dimension_numbers=("NHWC", "HWIO", "NHWC"),
-        )
-        + params["params"]["Conv_0"]["bias"]
-    )
-    got = jax.jit(conv.apply)(params, x)
-    assert got.shape == (2, -(-hw[0] // s), -(-hw[1] // s), 5)
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
-
-
-def test_reflect_padding_too_small_input_is_a_clear_error():
-    with pytest.raises(ValueError, match="too small"):
-        layers.PaddedConv(4, 9).init(jax.random.key(0), jnp.zeros((1, 4, 4, 3)))
-
-
-def _numpy_conv_transpose(x, w):
-    """Direct scatter form of torch ConvTranspose2d(k=4, s=2, p=1); w is [Cin, Cout, 4, 4]."""
-    b, h, wd, _ = x.shape
-    out = np.zeros((b, 2 * h + 2, 2 * wd + 2, w.shape[1]))
-    for i in range(h):
-        for j in range(wd):
-            out[:, 2 * i : 2 * i + 4, 2 * j : 2 * j + 4] += np.einsum(
-                "bc,cfkl->bklf", x[:, i, j], w
-            )
-    return out[:, 1:-1, 1:-1]
-
-
-def test_phase_conv_transpose_matches_scatter_definition():
-    x = _x((2, 3, 5, 4))
-    mod = layers.PhaseConvTranspose(6)
-    params = mod.init(jax.random.key(1), x)
-    kernel = np.asarray(params["params"]["kernel"])  # [4, 4, Cin, F]
-    want = _numpy_conv_transpose(np.asarray(x, np.float64), kernel.transpose(2, 3, 0, 1))
-    got = jax.jit(mod.apply)(params, x)
-    assert got.shape == (2, 6, 10, 6)
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
-
-
-def test_phase_conv_transpose_matches_torch():
-    torch = pytest.importorskip("torch")
-    x = _x((1, 4, 6, 3), seed=2)
-    mod = layers.PhaseConvTranspose(5)
-    params = mod.init(jax.random.key(2), x)
-    tconv = torch.nn.ConvTranspose2d(3, 5, 4, stride=2, padding=1)
-    with torch.no_grad():
-        tconv.weight.copy_(
-            torch.from_numpy(np.array(params["params"]["kernel"]).transpose(2, 3, 0, 1).copy())
-        )
-        tconv.bias.zero_()
-        want = (
-            tconv(torch.from_numpy(np.array(x).transpose(0, 3, 1, 2))).numpy().transpose(0, 2, 3, 1)
-        )
-    np.testing.assert_allclose(mod.apply(params, x), want, rtol=1e-5, atol=1e-5)
 
 
 def test_instance_norm_matches_numpy():
@@ -131,3 +61,60 @@ def test_residual_block_with_identity_norm_adds_its_input():
     zeroed = jax.tree.map(jnp.zeros_like, params)  # Zero convs and norms: block = identity.
     np.testing.assert_allclose(block.apply(zeroed, x), x, atol=1e-6)
     assert float(jnp.max(jnp.abs(block.apply(params, x) - x))) > 1e-2
+
+
+def test_batch_stat_norm_uses_batch_statistics_and_matches_numpy():
+    x = _x((3, 4, 5, 2)) * 3 + 1
+    norm = layers.BatchStatNorm()
+    params = norm.init(jax.random.key(0), x)
+    assert set(params) == {"params"}  # No running averages.
+    scale, bias = jnp.asarray([0.5, 2.0]), jnp.asarray([1.0, -1.0])
+    got = jax.jit(norm.apply)({"params": {"scale": scale, "bias": bias}}, x)
+    xn = np.asarray(x, np.float64)
+    mean, var = xn.mean((0, 1, 2)), xn.var((0, 1, 2))
+    want = (xn - mean) / np.sqrt(var + 1e-5) * np.asarray(scale) + np.asarray(bias)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_norm_layer_by_name():
+    x = _x((2, 4, 4, 3))
+    assert isinstance(layers.norm_layer("batch"), layers.BatchStatNorm)
+    instance = layers.norm_layer("instance")
+    assert "params" not in instance.init(jax.random.key(0), x)  # No affine parameters.
+    none = layers.norm_layer("none")
+    np.testing.assert_array_equal(none.apply(none.init(jax.random.key(0), x), x), x)
+    with pytest.raises(ValueError, match="Unknown norm"):
+        layers.norm_layer("group")
+    with pytest.raises(ValueError, match="Unknown norm"):
+        layers.check_norm("group")
+
+
+def test_upsample_nearest_matches_numpy():
+    x = _x((2, 3, 4, 5))
+    want = np.asarray(x).repeat(2, axis=1).repeat(2, axis=2)
+    np.testing.assert_array_equal(layers.upsample_nearest(x), want)
+    assert layers.upsample_nearest(x, 3).shape == (2, 9, 12, 5)
+
+
+def test_check_image_size_names_the_rule_and_the_fix():
+    assert layers.check_image_size(np.int64(24), 32, multiple=8) == (24, 32)
+    with pytest.raises(
+        ValueError, match=r"multiples of 2\^3 = 8 px, got 30x20 \(width x height\); e.g. use 32x24 "
+    ):
+        layers.check_image_size(20, 30, multiple=8, what="images for a U-Net", fix="a smaller k")
+    with pytest.raises(ValueError, match=r"\(resize\) or 24x16 \(crop\), .* or a smaller k\.$"):
+        layers.check_image_size(20, 30, multiple=8, fix="a smaller k")
+    with pytest.raises(ValueError, match=r"multiples of 6 px, got 6x4 .* use 6x6 .* 6x6 \(crop\)"):
+        layers.check_image_size(4, 6, multiple=6)  # Below the multiple: not a multiple either.
+    with pytest.raises(
+        ValueError, match="^images for X must be at least 96 px per side, got 40x32"
+    ):
+        layers.check_image_size(32, 40, minimum=96, what="images for X")
+    with pytest.raises(ValueError, match="size must be at least 1 px per side, got 8x0"):
+        layers.check_image_size(0, 8, what="size")
+    with pytest.raises(ValueError, match="whole-number sides, got 8x8.0"):
+        layers.check_image_size(8.0, 8)
+
+
+def test_to_signed_maps_unit_range_to_plus_minus_one():
+    np.testing.assert_array_equal(layers.to_signed(jnp.asarray([0.0, 0.5, 1.0])), [-1.0, 0.0, 1.0])

@@ -55,6 +55,8 @@ def test_bad_receptive_field_and_too_small_images_are_errors():
     x = jnp.zeros((1, 32, 32, 3))
     with pytest.raises(ValueError, match="choose from"):
         patchgan.PatchGAN(receptive_field=34).init(jax.random.key(0), x, x)
+    with pytest.raises(ValueError, match="choose from"):
+        patchgan.min_size(34)
     with pytest.raises(ValueError, match="at least 96 px per side, got 32x32"):
         patchgan.PatchGAN(receptive_field=286).init(jax.random.key(0), x, x)
 

@@ -196,3 +196,15 @@ def test_bad_shapes_raise():
         sampler.bilinear_sample(jnp.zeros((4, 4, 3)), jnp.zeros((2, 4, 4, 2)))
     with pytest.raises(ValueError, match="3, 3"):
         sampler.warp_homography(_images(), jnp.zeros((2, 2, 3)))
+
+
+def test_soft_argmax_finds_peaks_at_cell_centres_and_between():
+    logits = jnp.full((1, 8, 8, 2), -1e4).at[0, 3, 5, 0].set(0.0)
+    logits = logits.at[0, 2, 1, 1].set(0.0).at[0, 2, 2, 1].set(0.0)  # Two equal cells.
+    points, probs = jax.jit(lambda x: sampler.soft_argmax(x, stride=4))(logits)
+    # Cell (i, j) of a stride-4 map is centred on input pixel ((j + 0.5) * 4 - 0.5, ...).
+    np.testing.assert_allclose(points[0, 0], [21.5, 13.5], atol=1e-4)
+    np.testing.assert_allclose(points[0, 1], [(5.5 + 9.5) / 2, 9.5], atol=1e-4)
+    np.testing.assert_allclose(np.sum(probs, axis=(1, 2)), 1.0, atol=1e-6)
+    grad = jax.grad(lambda x: sampler.soft_argmax(x)[0].sum())(jnp.zeros((2, 4, 4, 3)))
+    assert np.all(np.isfinite(grad))

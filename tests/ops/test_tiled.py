@@ -249,3 +249,17 @@ def test_tiled_apply_input_errors():
     with pytest.raises(ValueError, match="expected"):
         tiled.tiled_apply(fn, [np.zeros((1, 8, 8, 3))], factors=[1], out_channels=2,
                           tile=4, halo=0, align=4)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "size, tile, halo, align", [(64, 16, 6, 2), (1000, 128, 40, 8), (96, 32, 0, 16)]
+)
+def test_partition_gives_disjoint_aligned_cores_inside_kept_ranges(size, tile, halo, align):
+    tiles = tiled.plan_tiles(size, tile=tile, halo=halo, align=align)
+    cores = tiled.partition(tiles, align)
+    covered = np.zeros(size, int)
+    for t, (lo, hi) in zip(tiles, cores, strict=True):
+        assert t.keep_start <= lo <= hi <= t.keep_stop
+        assert lo % align == 0 or lo == 0
+        covered[lo:hi] += 1
+    np.testing.assert_array_equal(covered, 1)  # Every position in exactly one core.

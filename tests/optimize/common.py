@@ -11,7 +11,7 @@ import numpy as np
 
 from neural_synth import io
 from neural_synth.models import vgg
-from neural_synth.optimize import gatys
+from neural_synth.optimize import options as options_lib
 
 SHALLOW = ("conv1_1", "conv1_2", "conv2_1")
 
@@ -45,11 +45,11 @@ def images() -> dict[str, np.ndarray]:
     }
 
 
-def shallow_options(**changes) -> gatys.Options:
+def shallow_options(**changes) -> options_lib.GatysOptions:
     base = dict(
         style_layers=("relu1_1", "relu2_1"),
         content_layers=("relu2_1",),
         chunk_size=4,
         num_steps=4,
     )
-    return gatys.Options(**{**base, **changes})
+    return options_lib.GatysOptions(**{**base, **changes})

@@ -6,6 +6,7 @@ import pytest
 
 from neural_synth.ops import color
 from neural_synth.optimize import color_transfer, gatys, masks, multiscale, palette
+from neural_synth.optimize import problem as problem_lib
 from tests.optimize import common
 
 
@@ -37,7 +38,7 @@ def test_match_color_modes_differ_but_keep_structure():
 def test_histogram_mode_feeds_vgg_recoloured_styles():
     imgs = common.images()
     options = common.shallow_options(preserve_color="histogram")
-    batch = gatys._style_batch(imgs["chelsea"], imgs["astronaut"][None], options, (32, 32))
+    batch = problem_lib.style_batch(imgs["chelsea"], imgs["astronaut"][None], options, (32, 32))
     mu, _ = color_transfer.color_stats(batch[0])
     np.testing.assert_allclose(mu, color_transfer.color_stats(imgs["astronaut"])[0], atol=0.03)
 
@@ -100,7 +101,7 @@ def test_split_masks_and_pyramid_sizes():
     rows = masks.split("horizontal", 3, height=6, width=2)
     np.testing.assert_array_equal(rows[1][:, 0], [0, 0, 1, 1, 0, 0])
     with pytest.raises(ValueError, match="one mask per style"):
-        masks.check(halves, 3)
+        masks.check_masks(halves, 3)
     assert multiscale.pyramid_sizes(512, 384, num_scales=3) == [(128, 96), (256, 192), (512, 384)]
     with pytest.raises(ValueError, match="fewer scales"):
         multiscale.pyramid_sizes(64, 64, num_scales=3, min_side=32)

@@ -7,17 +7,19 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from neural_synth.losses import perceptual
+from neural_synth import mesh as mesh_lib
+from neural_synth.losses import style
 from neural_synth.models import vgg
-from neural_synth.optimize import gatys, loop, masks
-from neural_synth.train import mesh as mesh_lib
+from neural_synth.optimize import gatys, loop, masks, objective
+from neural_synth.optimize import options as options_lib
+from neural_synth.optimize import problem as problem_lib
 from tests.optimize import common
 
 
 def _problem(options, *, content=True, region_masks=None, blend=(0.7, 0.3), size=(32, 32)):
     module, params = common.shallow_vgg()
     imgs = common.images()
-    return gatys.build_problem(
+    return problem_lib.build_problem(
         module,
         vgg.freeze({"params": params}),
         styles=[imgs["chelsea"], imgs["brick"]],
@@ -66,7 +68,9 @@ def test_loss_terms_equal_numpy_blend_and_content():
     )
     problem = _problem(options)
     x = _test_image()
-    terms = jax.jit(gatys.loss_terms, static_argnums=2)(jnp.asarray(x), problem.data, problem.spec)
+    terms = jax.jit(objective.loss_terms, static_argnums=2)(
+        jnp.asarray(x), problem.data, problem.spec
+    )
 
     imgs = common.images()
     feats = _np_features(x)
@@ -99,7 +103,7 @@ def test_spatial_loss_equals_numpy_masked_grams():
     options = common.shallow_options(content_weight=0.0, range_weight=0.0)
     problem = _problem(options, content=False, region_masks=region)
     x = _test_image()
-    terms = gatys.loss_terms(jnp.asarray(x), problem.data, problem.spec)
+    terms = objective.loss_terms(jnp.asarray(x), problem.data, problem.spec)
 
     imgs = common.images()
     feats = _np_features(x)
@@ -118,7 +122,7 @@ def test_spatial_loss_equals_numpy_masked_grams():
 def test_gradient_matches_directional_finite_differences():
     options = common.shallow_options(tv_weight=0.1, range_weight=0.0)
     problem = _problem(options, size=(16, 16))
-    loss = jax.jit(functools.partial(gatys.total_loss, spec=problem.spec))
+    loss = jax.jit(functools.partial(objective.total_loss, spec=problem.spec))
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.uniform(0.2, 0.8, size=(1, 16, 16, 3)), jnp.float32)
     grad = jax.grad(loss)(x, problem.data)
@@ -130,7 +134,7 @@ def test_gradient_matches_directional_finite_differences():
         analytic = jnp.vdot(grad, v)
         np.testing.assert_allclose(float(numeric), float(analytic), rtol=2e-2)
     # The frozen fast path gives the same gradient as plain autodiff through VGG.
-    plain = dict(problem.data, vgg={"params": problem.data["vgg"]["params"]})
+    plain = problem.data.replace(vgg={"params": problem.data.vgg["params"]})
     np.testing.assert_allclose(jax.grad(loss)(x, plain), grad, rtol=1e-4, atol=1e-7)
 
 
@@ -148,7 +152,7 @@ def test_compiled_chunks_equal_single_jitted_steps(optimizer):
     x0 = gatys.initial_params(options, batch=1, size=(16, 16))
     scale = loop.lbfgs_scale(x0.size) if optimizer == "lbfgs" else 1.0
     runner = loop.Loop(
-        functools.partial(gatys.total_loss, spec=problem.spec),
+        functools.partial(objective.total_loss, spec=problem.spec),
         opt,
         is_lbfgs=optimizer == "lbfgs",
         clip=optimizer == "adam",
@@ -178,8 +182,8 @@ def test_texture_synthesis_reduces_gram_loss_by_a_large_factor():
     def gram_loss(image):
         feats = module.apply({"params": params}, jnp.asarray(image), layers=tuple(layers))
         target = module.apply({"params": params}, jnp.asarray(brick[None]), layers=tuple(layers))
-        targets = perceptual.style_targets([target], layers=tuple(layers))
-        return float(perceptual.style_loss(feats, targets, layer_weights=layers))
+        targets = style.style_targets([target], layers=tuple(layers))
+        return float(style.style_loss(feats, targets, layer_weights=layers))
 
     start = gram_loss(gatys.initial_params(options, batch=1, size=(32, 32)))
     out = gatys.synthesize(module, params, styles=[brick], size=(32, 32), options=options)
@@ -194,10 +198,12 @@ def test_batch_over_four_devices_equals_one_device():
     options = common.shallow_options(optimizer="adam", content_weight=0.0, num_steps=3)
     problem = _problem(options, content=False, size=(16, 16))
     x0 = gatys.initial_params(options, batch=4, size=(16, 16))
-    one = gatys.optimize(
+    one = gatys.optimize_scale(
         jnp.array(x0), problem, options, num_steps=3, mesh=mesh_lib.make_mesh(jax.devices()[:1])
     )
-    four = gatys.optimize(jnp.array(x0), problem, options, num_steps=3, mesh=gatys.data_mesh(4))
+    four = gatys.optimize_scale(
+        jnp.array(x0), problem, options, num_steps=3, mesh=gatys.data_mesh(4)
+    )
     assert len(four.sharding.device_set) == 4
     np.testing.assert_allclose(np.asarray(one), np.asarray(four), atol=1e-5)
     assert not np.allclose(np.asarray(four[0]), np.asarray(four[1]))  # Different seeds.
@@ -207,11 +213,17 @@ def test_bad_options_raise_clear_errors():
     module, params = common.shallow_vgg()
     brick = common.images()["brick"]
     with pytest.raises(ValueError, match="Unknown vgg19 style layer"):
-        gatys.check_options(gatys.Options(style_layers=("relu9_1",)), "vgg19", has_content=False)
+        options_lib.check_options(
+            options_lib.GatysOptions(style_layers=("relu9_1",)), "vgg19", has_content=False
+        )
     with pytest.raises(ValueError, match="need a content image"):
-        gatys.check_options(gatys.Options(init="content"), "vgg19", has_content=False)
+        options_lib.check_options(
+            options_lib.GatysOptions(init="content"), "vgg19", has_content=False
+        )
     with pytest.raises(ValueError, match="too small"):
-        gatys.synthesize(module, params, styles=[brick], size=(8, 8), options=gatys.Options())
+        gatys.synthesize(
+            module, params, styles=[brick], size=(8, 8), options=options_lib.GatysOptions()
+        )
     with pytest.raises(ValueError, match="style blend weights"):
         gatys.synthesize(
             module,

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from neural_synth.losses import gram
-from neural_synth.optimize import gatys, masks, tiling
+from neural_synth.models import vgg
+from neural_synth.optimize import masks, objective, tiling
 from tests.optimize import common
 from tests.optimize.test_gatys import _problem, _test_image
 
@@ -17,7 +18,7 @@ from tests.optimize.test_gatys import _problem, _test_image
 def test_halo_covers_the_receptive_field():
     assert tiling.halo("vgg19", ("relu5_1",)) == 96  # Radius 85, rounded up to 16.
     assert tiling.halo("vgg19", ("relu1_1", "relu2_1")) == 6  # Radius 5, rounded up to 2.
-    assert tiling.alignment("vgg19", ("relu4_2",)) == 8
+    assert vgg.pooling_stride("vgg19", ("relu4_2",)) == 8
     shape_plan = tiling.plan(64, 48, core=16, margin=6, align=2)
     assert shape_plan.window == (28, 28) and len(shape_plan.starts) == 12
     assert shape_plan.starts.min() >= 0 and shape_plan.starts[:, 0].max() == 64 - 28
@@ -34,7 +35,7 @@ def test_tiled_loss_and_gradient_equal_whole_image(statistic, spatial):
     x = jnp.asarray(_test_image().repeat(2, axis=1).repeat(2, axis=2))  # [1, 64, 64, 3]
 
     def value_and_grad(spec):
-        fn = jax.value_and_grad(functools.partial(gatys.total_loss, spec=spec))
+        fn = jax.value_and_grad(functools.partial(objective.total_loss, spec=spec))
         return jax.jit(fn)(x, problem.data)
 
     value, grad = value_and_grad(problem.spec)

@@ -7,9 +7,9 @@ import optax
 import pytest
 
 from neural_synth import experiments
+from neural_synth import mesh as mesh_lib
 from neural_synth.experiments import marker
 from neural_synth.train import checkpoint, prng, trainer
-from neural_synth.train import mesh as mesh_lib
 from tests import helpers
 
 

@@ -1,0 +1,257 @@
+"""Convolution layers, written the way XLA:CPU runs them fastest (see PERF_NOTES).
+
+- `PaddedConv`: reflection / circular / zero padded convolution, written so that
+  XLA:CPU takes its fast padded-convolution path (PERF_NOTES pitfall 1).
+- `conv2d`: the zero-padded convolution engine. Small maps run as one matrix
+  product of gathered patches (im2col), layers with few channels get a kernel
+  gradient computed tap by tap (a `jax.custom_vjp`), other layers use XLA's
+  convolution; values and gradients equal `lax.conv_general_dilated`'s.
+- `Conv`: a zero-padded convolution module through `conv2d`.
+- `PhaseConvTranspose`: PyTorch's `ConvTranspose2d(4, 2, 1)` computed as four
+  2x2 sub-pixel ("phase") convolutions through `conv2d` (PERF_NOTES pitfall 2),
+  its kernel stored phase by phase; `to_standard_kernel` gives the usual 4x4
+  (torch-compatible) kernel.
+- `gan_init`: the N(0, 0.02) kernel initialisation of DCGAN and pix2pix.
+
+References: Odena, Dumoulin & Olah, "Deconvolution and Checkerboard Artifacts",
+Distill 2016; Shi et al., "Real-Time Single Image and Video Super-Resolution
+Using an Efficient Sub-Pixel Convolutional Neural Network", CVPR 2016
+(sub-pixel convolution); Radford, Metz & Chintala, "Unsupervised
+Representation Learning with Deep Convolutional Generative Adversarial
+Networks", ICLR 2016 (N(0, 0.02) initialisation).
+"""
+
+import functools
+from collections.abc import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+PADDING_MODES = ("reflect", "circular", "zero")
+gan_init = nn.initializers.normal(0.02)  # DCGAN's and pix2pix's kernel initialisation.
+
+
+# ----------------------------------------------------------------------------- padded conv
+
+
+def pad(x: jax.Array, amount: int, mode: str) -> jax.Array:
+    """Pads H and W of [B, H, W, C] by `amount` per side ('reflect', 'circular', 'zero')."""
+    if mode not in PADDING_MODES:
+        raise ValueError(f"Unknown padding {mode!r}; choose from {PADDING_MODES}.")
+    if amount == 0:
+        return x
+    if mode == "reflect" and min(x.shape[1:3]) <= amount:
+        raise ValueError(
+            f"Reflection padding of {amount} needs feature maps larger than {amount} px, "
+            f"got {x.shape[1]}x{x.shape[2]}: the input image is too small for this network."
+        )
+    widths = ((0, 0), (amount, amount), (amount, amount), (0, 0))
+    return jnp.pad(
+        x, widths, mode={"reflect": "reflect", "circular": "wrap", "zero": "constant"}[mode]
+    )
+
+
+class PaddedConv(nn.Module):
+    """Convolution with `kernel_size // 2` padding of the given mode.
+
+    Output size: ceil(H / strides) for odd kernels (H for stride 1). Reflect and
+    circular padding are followed by a convolution that adds `strides` zero
+    pixels per side itself, and the one extra output per side is cropped: the
+    same result as an unpadded (VALID) convolution, which XLA:CPU runs 1.7-40x
+    slower (PERF_NOTES pitfall 1).
+
+    Parameters are named like `nn.Conv`'s ('kernel' [k, k, Cin, Cout], 'bias').
+    """
+
+    features: int
+    kernel_size: int = 3
+    strides: int = 1
+    padding: str = "reflect"
+    use_bias: bool = True
+    kernel_init: Callable = nn.initializers.lecun_normal()
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        k, s, p = self.kernel_size, self.strides, self.kernel_size // 2
+        conv = nn.Conv(
+            self.features,
+            (k, k),
+            strides=(s, s),
+            padding="SAME" if self.padding == "zero" else ((s, s), (s, s)),
+            use_bias=self.use_bias,
+            kernel_init=self.kernel_init,
+        )
+        if self.padding == "zero":
+            if k % 2 == 0:
+                raise ValueError("Zero-padded PaddedConv needs an odd kernel size.")
+            return conv(x)
+        x = pad(x, p, self.padding)
+        out_h, out_w = ((n - k) // s + 1 for n in x.shape[1:3])  # What VALID would give.
+        return conv(x)[:, 1 : 1 + out_h, 1 : 1 + out_w]
+
+
+# ----------------------------------------------------------------------------- conv engine
+#
+# Two XLA:CPU weak spots, measured at 256^2 batch 1 (forward + both gradients):
+# the kernel gradient of a convolution with few output channels (a 2x2 conv
+# 128 -> 3 channels at 128^2: 48 ms, 30x its forward pass) and convolutions of
+# small maps with many channels (a 4x4 stride-2 conv 512 -> 512 channels from
+# 4x4 to 2x2: 49 ms for 0.03 GFLOP). `conv2d` therefore computes small maps as
+# one matrix product of the gathered patches (im2col: 4.5 ms in that case),
+# large maps of layers with few channels with XLA's convolution for the
+# forward pass and input gradient but the kernel gradient as one matrix
+# product per kernel tap (8.6 ms in the first case), and other layers with
+# XLA's convolution.
+
+IM2COL_MAX_POSITIONS = 512  # B * out_h * out_w up to which im2col is faster.
+# Layers with at most this many input or output channels get the tap-wise kernel
+# gradient; on wide layers XLA's own is fine and the tap-wise products would
+# need transposed copies of large activations (3.8 s of a 17 s step at batch 8).
+TAP_GRAD_MAX_CHANNELS = 16
+
+
+def _xla_conv(x, kernel, strides, padding):
+    return jax.lax.conv_general_dilated(
+        x, kernel, strides, padding, dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+
+
+def conv2d(x: jax.Array, kernel: jax.Array, strides: tuple, padding: tuple) -> jax.Array:
+    """Convolution [B, H, W, C] * [kh, kw, C, F] with explicit zero `padding` ((t, b), (l, r)).
+
+    The values and gradients of `lax.conv_general_dilated`, computed the way
+    XLA:CPU runs fastest for the map size (see the comment above).
+    """
+    kh, kw = kernel.shape[:2]
+    out_h = (x.shape[1] + sum(padding[0]) - kh) // strides[0] + 1
+    out_w = (x.shape[2] + sum(padding[1]) - kw) // strides[1] + 1
+    if x.shape[0] * out_h * out_w <= IM2COL_MAX_POSITIONS:
+        return _im2col_conv(x, kernel, strides, padding, (out_h, out_w))
+    if min(kernel.shape[2:]) <= TAP_GRAD_MAX_CHANNELS:
+        return _conv_tap_grad(x, kernel, strides, padding)
+    return _xla_conv(x, kernel, strides, padding)
+
+
+def _windows(x, shape, strides, padding, out_hw) -> list[jax.Array]:
+    """The kh * kw strided input windows [B, out_h, out_w, C] that meet each kernel tap."""
+    kh, kw = shape[:2]
+    (sh, sw), (oh, ow) = strides, out_hw
+    xp = jnp.pad(x, ((0, 0), tuple(padding[0]), tuple(padding[1]), (0, 0)))
+    return [
+        xp[:, i : i + sh * (oh - 1) + 1 : sh, j : j + sw * (ow - 1) + 1 : sw]
+        for i in range(kh)
+        for j in range(kw)
+    ]
+
+
+def _im2col_conv(x, kernel, strides, padding, out_hw):
+    """Convolution as patches [B, h, w, kh*kw*C] @ kernel [kh*kw*C, F] (autodiff gradients)."""
+    kh, kw, c, f = kernel.shape
+    cols = jnp.concatenate(_windows(x, kernel.shape, strides, padding, out_hw), axis=-1)
+    return jnp.einsum("nhwk,kf->nhwf", cols, kernel.reshape(kh * kw * c, f))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _conv_tap_grad(x, kernel, strides, padding):
+    """XLA's convolution whose kernel gradient is computed tap by tap (`kernel_grad`)."""
+    return _xla_conv(x, kernel, strides, padding)
+
+
+def _conv_tap_grad_fwd(x, kernel, strides, padding):
+    return _xla_conv(x, kernel, strides, padding), (x, kernel)
+
+
+def _conv_tap_grad_bwd(strides, padding, residuals, g):
+    x, kernel = residuals
+    _, x_vjp = jax.vjp(lambda v: _xla_conv(v, kernel, strides, padding), x)
+    (dx,) = x_vjp(g)
+    return dx, kernel_grad(x, g, kernel.shape, strides, padding)
+
+
+_conv_tap_grad.defvjp(_conv_tap_grad_fwd, _conv_tap_grad_bwd)
+
+
+def kernel_grad(x, g, shape, strides, padding) -> jax.Array:
+    """d loss / d kernel [kh, kw, C, F] from input x [B, H, W, C] and output cotangent g [B, h, w, F]."""
+    kh, kw, c, f = shape
+    windows = _windows(x, shape, strides, padding, g.shape[1:3])
+    taps = [jnp.einsum("nhwf,nhwc->fc", g, w) for w in windows]  # kh * kw x [F, C]
+    return jnp.stack(taps).reshape(kh, kw, f, c).transpose(0, 1, 3, 2).astype(x.dtype)
+
+
+class Conv(nn.Module):
+    """A zero-padded convolution through `conv2d`; parameters named like `nn.Conv`'s.
+
+    [B, H, W, C] -> [B, (H + 2p - k) / s + 1, (W + 2p - k) / s + 1, F] with
+    'kernel' [k, k, C, F] and 'bias' [F].
+    """
+
+    features: int
+    kernel_size: int = 3
+    strides: int = 1
+    padding: int = 1
+    use_bias: bool = True
+    kernel_init: Callable = nn.initializers.lecun_normal()
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        k, p = self.kernel_size, self.padding
+        kernel = self.param("kernel", self.kernel_init, (k, k, x.shape[-1], self.features))
+        y = conv2d(x, kernel, (self.strides, self.strides), ((p, p), (p, p)))
+        if self.use_bias:
+            y = y + self.param("bias", nn.initializers.zeros, (self.features,))
+        return y
+
+
+# ----------------------------------------------------------------------------- transposed conv
+
+# Output phase a (row 2m + a) reads inputs (m - 1, m) for a = 0 and (m, m + 1)
+# for a = 1: each phase is a 2x2 convolution with this zero padding (top, bottom).
+_PHASE_PAD = {0: (1, 0), 1: (0, 1)}
+
+
+class PhaseConvTranspose(nn.Module):
+    """PyTorch's `ConvTranspose2d(k=4, stride=2, padding=1)`: [B, H, W, Cin] -> [B, 2H, 2W, F].
+
+    Computed as four stride-1 2x2 convolutions, one per output phase, whose
+    results are interleaved (sub-pixel form): the same FLOPs, but its weight
+    gradient avoids XLA:CPU's slow transposed-convolution path (PERF_NOTES
+    pitfall 2); each phase goes through `conv2d`.
+
+    The parameter 'phase_kernel' [2, 2, 2, 2, Cin, F] holds, at [a, b], the 2x2
+    kernel of output phase (a, b) (rows 2m + a, columns 2n + b):
+    `phase_kernel[a, b, t, u] = kernel[3 - a - 2t, 3 - b - 2u]` of the usual 4x4
+    kernel, whose kernel[i, j, c, f] equals torch's weight[c, f, i, j]
+    (`to_standard_kernel`). Stored this way, each phase's kernel is a contiguous
+    block: slicing the 4x4 kernel per phase (a strided reverse) and its transpose
+    in the backward pass cost ~400 ms of a 1.8 s U-Net256 train step on XLA:CPU.
+    `kernel_init` sees the 6-D shape, whose fan-in (16 * Cin) is the 4x4 kernel's.
+    """
+
+    features: int
+    use_bias: bool = True
+    kernel_init: Callable = nn.initializers.lecun_normal()
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        shape = (2, 2, 2, 2, x.shape[-1], self.features)
+        kernel = self.param("phase_kernel", self.kernel_init, shape)
+        phase = lambda a, b: conv2d(x, kernel[a, b], (1, 1), (_PHASE_PAD[a], _PHASE_PAD[b]))
+        rows = [jnp.stack([phase(a, b) for b in (0, 1)], axis=3) for a in (0, 1)]
+        y = jnp.stack(rows, axis=2)  # [B, H, 2, W, 2, F]
+        b, h, _, w, _, f = y.shape
+        y = y.reshape(b, 2 * h, 2 * w, f)
+        if self.use_bias:
+            y = y + self.param("bias", nn.initializers.zeros, (self.features,))
+        return y
+
+
+def to_standard_kernel(phase_kernel) -> jax.Array:
+    """'phase_kernel' [2, 2, 2, 2, C, F] -> the 4x4 transposed-conv kernel [4, 4, C, F].
+
+    kernel[i, j, c, f] equals torch `ConvTranspose2d`'s weight[c, f, i, j].
+    """
+    k = jnp.asarray(phase_kernel)  # [a, b, t, u, C, F]; row i = 3 - a - 2t.
+    k = k.transpose(2, 0, 3, 1, 4, 5).reshape(4, 4, *k.shape[4:])  # [2t + a, 2u + b]
+    return k[::-1, ::-1]

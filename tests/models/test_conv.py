@@ -1,0 +1,182 @@
+"""Convolutions: every fast path equals `lax.conv_general_dilated` (values and gradients),
+padded convs equal their VALID form, the phase transposed conv equals torch's."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from neural_synth.models import conv
+
+
+def _x(shape, seed=0):
+    return jnp.asarray(np.random.default_rng(seed).normal(size=shape), jnp.float32)
+
+
+def _lax_conv(x, kernel, strides, padding, lhs_dilation=None):
+    return jax.lax.conv_general_dilated(
+        x,
+        kernel,
+        strides,
+        padding,
+        lhs_dilation=lhs_dilation,
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    )
+
+
+def _assert_values_and_grads_equal(ours, reference, args):
+    """ours(*args) == reference(*args), and the gradients of a nonlinear loss w.r.t. every arg."""
+    np.testing.assert_allclose(jax.jit(ours)(*args), reference(*args), rtol=1e-4, atol=1e-4)
+    loss = lambda fn: lambda *a: jnp.sum(jnp.sin(fn(*a)))
+    argnums = tuple(range(len(args)))
+    got = jax.jit(jax.grad(loss(ours), argnums=argnums))(*args)
+    want = jax.grad(loss(reference), argnums=argnums)(*args)
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
+
+
+def _path(fn, *args) -> str:
+    """Which `conv2d` path `fn` takes: 'im2col', 'tap_grad' or 'xla'."""
+    jaxpr = str(jax.make_jaxpr(fn)(*args))
+    if "_conv_tap_grad" in jaxpr:
+        return "tap_grad"
+    return "xla" if "conv_general_dilated" in jaxpr else "im2col"
+
+
+# ----------------------------------------------------------------------------- conv2d
+
+
+@pytest.mark.parametrize(
+    ("shape", "kernel", "features", "strides", "padding", "path"),
+    [
+        ((2, 4, 6, 8), 4, 3, (2, 2), ((1, 1), (1, 1)), "im2col"),  # 2 x 3 x 2 = 12 positions
+        ((1, 40, 36, 5), 4, 3, (2, 2), ((1, 1), (1, 1)), "im2col"),  # 360 positions
+        ((2, 5, 7, 6), 2, 3, (1, 1), ((0, 1), (1, 0)), "im2col"),  # a small phase convolution
+        ((2, 40, 36, 5), 4, 3, (1, 1), ((1, 1), (1, 1)), "tap_grad"),  # 2 x 39 x 35 positions
+        ((1, 64, 48, 3), 4, 8, (2, 2), ((1, 1), (1, 1)), "tap_grad"),  # strided, 3 channels in
+        ((1, 30, 33, 6), 2, 3, (1, 1), ((1, 0), (0, 1)), "tap_grad"),  # a phase convolution
+        ((1, 24, 24, 20), 3, 24, (1, 1), ((1, 1), (1, 1)), "xla"),  # wide and large
+    ],
+)
+def test_conv2d_values_and_gradients_match_lax(shape, kernel, features, strides, padding, path):
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=shape), jnp.float32)
+    k = jnp.asarray(rng.normal(size=(kernel, kernel, shape[-1], features)), jnp.float32)
+    ours = lambda x, k: conv.conv2d(x, k, strides, padding)
+    assert _path(ours, x, k) == path
+    _assert_values_and_grads_equal(ours, lambda x, k: _lax_conv(x, k, strides, padding), (x, k))
+
+
+@pytest.mark.parametrize(("hw", "strides"), [((5, 7), 2), ((40, 36), 1)])  # im2col, tap_grad
+def test_conv_module_equals_lax_conv_plus_bias(hw, strides):
+    x = _x((2, *hw, 3))
+    mod = conv.Conv(4, 4, strides=strides, padding=1)
+    params = mod.init(jax.random.key(0), x)["params"]
+    assert set(params) == {"kernel", "bias"} and params["kernel"].shape == (4, 4, 3, 4)
+    params = {**params, "bias": jnp.arange(4.0)}
+    reference = lambda x, kernel, bias: (
+        _lax_conv(x, kernel, (strides,) * 2, ((1, 1), (1, 1))) + bias
+    )
+    ours = lambda x, kernel, bias: mod.apply({"params": {"kernel": kernel, "bias": bias}}, x)
+    _assert_values_and_grads_equal(ours, reference, (x, params["kernel"], params["bias"]))
+
+
+# ----------------------------------------------------------------------------- padded conv
+
+
+@pytest.mark.parametrize("mode", ["reflect", "circular"])
+@pytest.mark.parametrize(
+    ("k", "s", "hw"), [(3, 1, (9, 12)), (9, 1, (10, 11)), (3, 2, (8, 10)), (3, 2, (9, 7))]
+)
+def test_padded_conv_equals_explicit_pad_and_valid_conv(mode, k, s, hw):
+    x = _x((2, *hw, 3))
+    padded = conv.PaddedConv(5, k, strides=s, padding=mode)
+    params = padded.init(jax.random.key(0), x)
+    np_mode = {"reflect": "reflect", "circular": "wrap"}[mode]
+    xp = np.pad(np.asarray(x), ((0, 0), (k // 2,) * 2, (k // 2,) * 2, (0, 0)), mode=np_mode)
+    want = (
+        jax.lax.conv_general_dilated(
+            jnp.asarray(xp),
+            params["params"]["Conv_0"]["kernel"],
+            (s, s),
+            "VALID",
+            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        )
+        + params["params"]["Conv_0"]["bias"]
+    )
+    got = jax.jit(padded.apply)(params, x)
+    assert got.shape == (2, -(-hw[0] // s), -(-hw[1] // s), 5)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_reflect_padding_too_small_input_is_a_clear_error():
+    with pytest.raises(ValueError, match="too small"):
+        conv.PaddedConv(4, 9).init(jax.random.key(0), jnp.zeros((1, 4, 4, 3)))
+
+
+# ----------------------------------------------------------------------------- transposed conv
+
+
+def _numpy_conv_transpose(x, w):
+    """Direct scatter form of torch ConvTranspose2d(k=4, s=2, p=1); w is [Cin, Cout, 4, 4]."""
+    b, h, wd, _ = x.shape
+    out = np.zeros((b, 2 * h + 2, 2 * wd + 2, w.shape[1]))
+    for i in range(h):
+        for j in range(wd):
+            out[:, 2 * i : 2 * i + 4, 2 * j : 2 * j + 4] += np.einsum(
+                "bc,cfkl->bklf", x[:, i, j], w
+            )
+    return out[:, 1:-1, 1:-1]
+
+
+def test_phase_conv_transpose_matches_scatter_definition():
+    x = _x((2, 3, 5, 4))
+    mod = conv.PhaseConvTranspose(6)
+    params = mod.init(jax.random.key(1), x)
+    kernel = np.asarray(conv.to_standard_kernel(params["params"]["phase_kernel"]))  # [4, 4, Cin, F]
+    want = _numpy_conv_transpose(np.asarray(x, np.float64), kernel.transpose(2, 3, 0, 1))
+    got = jax.jit(mod.apply)(params, x)
+    assert got.shape == (2, 6, 10, 6)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_phase_conv_transpose_matches_torch():
+    torch = pytest.importorskip("torch")
+    x = _x((1, 4, 6, 3), seed=2)
+    mod = conv.PhaseConvTranspose(5)
+    params = mod.init(jax.random.key(2), x)
+    kernel = np.array(conv.to_standard_kernel(params["params"]["phase_kernel"]))
+    tconv = torch.nn.ConvTranspose2d(3, 5, 4, stride=2, padding=1)
+    with torch.no_grad():
+        tconv.weight.copy_(torch.from_numpy(kernel.transpose(2, 3, 0, 1).copy()))
+        tconv.bias.zero_()
+        want = (
+            tconv(torch.from_numpy(np.array(x).transpose(0, 3, 1, 2))).numpy().transpose(0, 2, 3, 1)
+        )
+    np.testing.assert_allclose(mod.apply(params, x), want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("hw", [(3, 5), (20, 18)])  # Phases through im2col, tap_grad.
+def test_phase_conv_transpose_values_and_gradients_match_lax(hw):
+    """Equals the input-dilated convolution with the flipped standard kernel, gradients too."""
+    x = _x((2, *hw, 4))
+    mod = conv.PhaseConvTranspose(6)
+    params = mod.init(jax.random.key(1), x)["params"]
+    params = {**params, "bias": jnp.linspace(-1.0, 1.0, 6)}
+
+    def reference(x, phase_kernel, bias):
+        flipped = conv.to_standard_kernel(phase_kernel)[::-1, ::-1]
+        return _lax_conv(x, flipped, (1, 1), ((2, 2), (2, 2)), lhs_dilation=(2, 2)) + bias
+
+    ours = lambda x, phase_kernel, bias: mod.apply(
+        {"params": {"phase_kernel": phase_kernel, "bias": bias}}, x
+    )
+    _assert_values_and_grads_equal(ours, reference, (x, params["phase_kernel"], params["bias"]))
+
+
+def test_phase_kernel_initialisation_has_the_fan_in_of_the_4x4_kernel():
+    x = jnp.zeros((1, 2, 2, 64))
+    params = conv.PhaseConvTranspose(64).init(jax.random.key(0), x)["params"]
+    assert params["phase_kernel"].shape == (2, 2, 2, 2, 64, 64)
+    # lecun_normal: std 1 / sqrt(fan_in), fan_in = 4 * 4 * 64 as for a [4, 4, 64, F] kernel.
+    assert abs(float(jnp.std(params["phase_kernel"])) * 32.0 - 1.0) < 0.05
