@@ -40,11 +40,15 @@ def test_one_and_four_devices_give_same_parameters():
     # Same data and per-example distortions on 1 and 4 devices: the loss agrees closely.
     np.testing.assert_allclose(metrics_1["loss/bits"], metrics_4["loss/bits"], rtol=1e-5)
     init = jax.device_get(exp.init_state(prng.key(0)).params)
-    for p0, p1, p4 in zip(*(jax.tree.leaves(p) for p in (init, params_1, params_4)), strict=True):
+    leaves = list(zip(*(jax.tree.leaves(p) for p in (init, params_1, params_4)), strict=True))
+    # Leaves whose true gradient is zero (a bias before a normalisation) hold only
+    # float noise: the absolute floor is relative to the largest update anywhere.
+    floor = 1e-6 * max(float(np.abs(p1 - p0).max()) for p0, p1, _ in leaves)
+    for p0, p1, p4 in leaves:
         # With SGD(1.0) the update is the gradient; sums over the batch run in a
         # different order on 4 devices, so compare relative to each leaf's scale.
         update_1, update_4 = p1 - p0, p4 - p0
-        assert np.abs(update_1 - update_4).max() <= 1e-3 * np.abs(update_1).max() + 1e-8
+        assert np.abs(update_1 - update_4).max() <= 1e-3 * np.abs(update_1).max() + floor
     moved = max(
         float(np.abs(a - b).max())
         for a, b in zip(jax.tree.leaves(init), jax.tree.leaves(params_1), strict=True)
