@@ -257,6 +257,9 @@ def main(argv):
         for i, job in enumerate(pool.map(lambda j: _run(j, runs), jobs)):
             print(f"[{i + 1}/{len(jobs)}] {job.command} / {job.input}: {job.verdict} "
                   f"({job.seconds:.1f} s)", file=sys.stderr, flush=True)  # fmt: skip
+            if _OUT.value and i + 1 < len(jobs):  # A partial table survives an interruption.
+                partial = table(jobs[: i + 1]) + f"(partial: {i + 1} of {len(jobs)} runs)\n"
+                pathlib.Path(_OUT.value).write_text(partial, encoding="utf-8")
     text = table(jobs) + f"Wall time {time.perf_counter() - start:.0f} s.\n"
     print(text)
     if _OUT.value:

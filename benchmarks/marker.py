@@ -15,9 +15,8 @@ import jax.numpy as jnp
 from absl import app, flags
 from ml_collections import config_flags
 
-from neural_synth import experiments
-from neural_synth import mesh as mesh_lib
-from neural_synth.train import prng, trainer
+import benchmarks
+from neural_synth.train import prng
 from scripts import common
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/marker.py", "Marker config file.")
@@ -36,19 +35,7 @@ def _median_seconds(fn, repeats: int) -> float:
 
 
 def benchmark(config, steps: int, repeats: int) -> dict[str, float]:
-    exp = experiments.build(config)
-    mesh = mesh_lib.make_mesh()
-    state = jax.jit(exp.init_state, out_shardings=mesh_lib.replicated(mesh))(prng.key(0))
-    step_fn = trainer._compile_step(exp, mesh)
-    batches = exp.train_batches(seed=0, start_step=0, batch_size=config.train.batch_size)
-    batch_list = [mesh_lib.global_batch(next(batches), mesh) for _ in range(steps)]
-    box = {"state": state}
-
-    def run_steps():
-        for i, batch in enumerate(batch_list):
-            box["state"], metrics = step_fn(box["state"], batch, prng.key(i))
-        return metrics
-
+    exp, run_steps, box, batch_list = benchmarks.step_runner(config, steps)
     step_s = _median_seconds(run_steps, repeats) / steps
     return {"step_s": step_s, **_breakdown(exp, box["state"].params, batch_list[0], repeats)}
 

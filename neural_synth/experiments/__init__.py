@@ -17,6 +17,8 @@ REGISTRY = {  # name -> (module, experiment class)
     "pix2pix": ("neural_synth.experiments.pix2pix", "Pix2PixExperiment"),
     "texture_net": ("neural_synth.experiments.texture_net", "TextureNetExperiment"),
     "stylize_net": ("neural_synth.experiments.stylize_net", "StylizeNetExperiment"),
+    "upconv": ("neural_synth.experiments.upconv", "UpconvExperiment"),
+    "superres": ("neural_synth.experiments.superres", "SuperResExperiment"),
 }
 
 

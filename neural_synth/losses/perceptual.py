@@ -197,3 +197,18 @@ def diversity_loss(features: jax.Array) -> jax.Array:
         raise ValueError("The diversity term needs a batch of at least 2 samples.")
     scale = jax.lax.stop_gradient(jnp.mean(jnp.abs(features))) + 1e-8
     return -jnp.mean(jnp.abs(features - jnp.roll(features, 1, axis=0))) / scale
+
+
+def masked_mse(images: jax.Array, targets: jax.Array, masks: jax.Array) -> jax.Array:
+    """Mean squared error of images [B, H, W, C] over the pixels where masks [B, H, W, 1] are 1.
+
+    The mean runs over the masked pixels of the whole batch (and channels),
+    so objects covering a small part of the image are not drowned by the
+    background. Soft masks weight the pixels; an empty mask gives 0.
+
+    References: Dosovitskiy, Springenberg & Brox, "Learning to Generate Chairs
+    with Convolutional Neural Networks", CVPR 2015 (the RGB loss inside the
+    segmentation mask).
+    """
+    num = jnp.maximum(jnp.sum(masks) * images.shape[-1], 1.0)
+    return jnp.sum(masks * jnp.square(images - targets)) / num
