@@ -28,6 +28,7 @@ _NUM = flags.DEFINE_integer("num", 1024, "Photos per (size, severity) cell.")
 _SIZES = flags.DEFINE_list("sizes", ["0.1", "0.2", "0.35", "0.6", "0.9", "range"], "Marker sizes.")
 _SEVERITIES = flags.DEFINE_list("severities", list(photo_sim.SEVERITIES), "Severities.")
 _CHASE = flags.DEFINE_integer("chase_bits", None, "Soft-decoding width (default: the model's).")
+_PASSES = flags.DEFINE_integer("passes", None, "Localization passes (default: the model's).")
 _JSON = flags.DEFINE_string("json", None, "Also write the table as JSON here.")
 _SEED = flags.DEFINE_integer("seed", 2024, "Seed of the photos (held out from training).")
 
@@ -48,10 +49,10 @@ def main(argv):
     del argv
     common.setup()
     exp, params = experiments.load_trained(_WORKDIR.value, "marker")
-    reader = marker_reader.MarkerReader(exp, params, chase_bits=_CHASE.value)
+    reader = marker_reader.MarkerReader(exp, params, passes=_PASSES.value, chase_bits=_CHASE.value)
     print(
         f"model: {exp.config.marker.num_bits} raw bits, code {exp.config.marker.code}; "
-        f"{_NUM.value} photos per cell; chase_bits={reader.chase_bits}"
+        f"{_NUM.value} photos per cell; passes={reader.passes}, chase_bits={reader.chase_bits}"
     )
     print("severity | size | bits | exact+verified | verified-wrong | detected | corner px | s")
     rows = []

@@ -39,6 +39,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         passes=2,  # localization passes: the whole photo, then crops around the marker
         crop_fill=0.6,  # share of a fine pass's crop that the marker spans
         rect_fill=0.8,  # share of the recognizer's frame the rectified marker spans
+        align_rounds=2,  # rounds of the jittered-outline search for the recognizer's best read
+        align_shift=0.05,  # its first round's shifts, as a share of the marker's side
+        align_scale=0.07,  # and scales, 1 +- this
         chase_bits=0,  # soft decoding: flip patterns of this many least confident bits
         max_soft_cost=1e9,  # reject corrections that flip bits of total |logit| above this
     )

@@ -26,6 +26,7 @@ References: Grinchuk, Lebedev & Lempitsky, "Learnable Visual Markers", NIPS 2016
 
 import dataclasses
 import functools
+import itertools
 
 import jax
 import jax.numpy as jnp
@@ -45,7 +46,8 @@ from neural_synth.train import prng, schedule
 from neural_synth.train import state as state_lib
 
 EVAL_SEED = 1_000_003  # Held-out bit strings and backgrounds never seen in training.
-CODES = ("none", "bch64")  # Payload codes: raw bits, or a 4-byte message in 64 bits.
+CODES = ("none", "bch64")
+CORNER_CANDIDATES = 6  # Heat-map peaks `locate(unordered=True)` picks the marker's 4 corners from.  # Payload codes: raw bits, or a 4-byte message in 64 bits.
 
 
 def random_bits(rng: np.random.Generator, num: int, num_bits: int) -> np.ndarray:
@@ -216,10 +218,26 @@ class MarkerExperiment:
         )
         return scenes, quad
 
-    def locate(self, loc_params, scenes):
-        """(corners [B, 4, 2] in scene pixels, heat-map logits, presence logits [B])."""
+    def locate(self, loc_params, scenes, unordered: bool = False):
+        """(corners [B, 4, 2] in scene pixels, heat-map logits, presence logits [B]).
+
+        By default each corner is the soft-argmax of its own map, in the
+        marker's order. `unordered` (reading photos) ignores which map a
+        corner's evidence sits in: the four maps' probabilities are summed
+        and the four strongest peaks, ordered clockwise, are the corners.
+        A marker near 45 degrees, whose corner order the localizer cannot
+        tell, then still gets its four true corners (the reader tries all
+        four orders), where per-map soft-argmax would average two corners.
+        """
         logits, presence = self.localizer.apply({"params": loc_params}, scenes)
-        corners, _ = sampler.soft_argmax(logits, stride=scenes.shape[1] // logits.shape[1])
+        stride = scenes.shape[1] // logits.shape[1]
+        if unordered:
+            probs = jax.nn.softmax(logits.reshape(logits.shape[0], -1, 4), axis=1)
+            heat = jnp.sum(probs, axis=-1).reshape(logits.shape[:3])
+            points, heights = sampler.peak_points(heat, num=CORNER_CANDIDATES, stride=stride)
+            corners = plausible_quad(points, heights)
+        else:
+            corners, _ = sampler.soft_argmax(logits, stride=stride)
         return corners, logits, presence
 
     def _localization_loss(self, loc_params, markers, batch, key, strength):
@@ -406,6 +424,33 @@ def _check_code(code: str, num_bits: int) -> None:
             f"marker.code='bch64' needs marker.num_bits={ecc.NUM_RAW_BITS}, got {num_bits}; "
             "use marker.code='none' for other bit counts."
         )
+
+
+def plausible_quad(points: jax.Array, heights: jax.Array) -> jax.Array:
+    """The strongest plausible marker outline among candidate corners: [B, 4, 2], clockwise.
+
+    Of every 4 of the K candidate points [B, K, 2] (peak heights [B, K]), the
+    quads that are convex with every angle within 35-145 degrees and sides
+    within 4x of each other compete on their summed height; if none
+    qualifies, the 4 strongest points are taken. A background edge that
+    outshines one true corner then loses to the marker's own outline.
+    """
+    subsets = np.array(list(itertools.combinations(range(points.shape[1]), 4)))  # [S, 4]
+    batch = points.shape[0]
+    quads = sampler.clockwise(points[:, subsets].reshape(-1, 4, 2)).reshape(batch, -1, 4, 2)
+    edges = jnp.roll(quads, -1, axis=2) - quads  # [B, S, 4, 2]
+    nxt = jnp.roll(edges, -1, axis=2)
+    cross = edges[..., 0] * nxt[..., 1] - edges[..., 1] * nxt[..., 0]
+    lengths = jnp.linalg.norm(edges, axis=-1) + 1e-6
+    cosine = -jnp.sum(edges * nxt, axis=-1) / (lengths * jnp.roll(lengths, -1, axis=2))
+    valid = (
+        jnp.all(cross > 0, axis=-1)
+        & jnp.all(jnp.abs(cosine) <= np.cos(np.radians(35.0)), axis=-1)
+        & (jnp.max(lengths, axis=-1) <= 4.0 * jnp.min(lengths, axis=-1))
+    )
+    score = jnp.where(valid, jnp.sum(heights[:, subsets], axis=-1), -jnp.inf)
+    best = jnp.where(jnp.any(valid, axis=1), jnp.argmax(score, axis=1), 0)  # subset 0: top 4
+    return jnp.take_along_axis(quads, best[:, None, None, None], axis=1)[:, 0]
 
 
 def _quad_area(quads: np.ndarray) -> np.ndarray:

@@ -6,7 +6,11 @@ shorter side, anywhere, rotated and in perspective, and for each returns a
 `Reading`:
 
   1. localize, coarse: the whole photo, letterboxed into the localizer's
-     L x L frame, gives four corners and a presence probability;
+     L x L frame, gives four corners and a presence probability; the corners
+     are the four strongest peaks of the summed corner maps, in clockwise
+     order (`MarkerExperiment.locate(unordered=True)`): near +-45 degrees
+     the localizer cannot tell which corner is which, and per-map
+     soft-argmax would average two of them;
   2. localize, fine (`reader.passes` - 1 times): a square crop around the
      previous corners (the marker spanning `reader.crop_fill` of it) is
      resampled to L x L and located again, for sub-pixel corners;
@@ -14,8 +18,8 @@ shorter side, anywhere, rotated and in perspective, and for each returns a
      spanning `reader.rect_fill` of the side, as in training) to the photo
      resamples the marker, once per corner order (4 rotations);
   4. recognize all four, decode each with the model's code and keep the
-     rotation whose message verifies (the localizer proposes one order, but a
-     marker near +-45 degrees is ambiguous).
+     rotation whose message verifies (without a code, or when none
+     verifies, the one the recognizer is most confident about).
 
 Every resampling reads from an antialiased pyramid of the photo (Lanczos
 halvings), so a large photo is never sampled with aliasing. A photo is
@@ -24,6 +28,7 @@ rotation verifies.
 """
 
 import dataclasses
+import functools
 import math
 
 import jax
@@ -54,8 +59,8 @@ class Reading:
       probs: [N] bit probabilities.
       corners: [4, 2] the marker's outer corners (TL, TR, BR, BL) in photo pixels.
       presence: the localizer's presence probability (coarse pass).
-      rotation: how many quarter turns the chosen corner order differs from the
-        localizer's.
+      rotation: the chosen corner order: quarter turns from the clockwise
+        order (starting at the leftmost) the localizer's peaks come in.
       num_corrected: raw bits the code corrected (-1 if none).
     """
 
@@ -116,18 +121,15 @@ class _Pyramid:
         ax = level.shape[1] / self.photo.shape[1]
         to_level = np.array([[ax, 0, 0.5 * ax - 0.5], [0, ay, 0.5 * ay - 0.5], [0, 0, 1]])
         h = np.einsum("ij,kjl->kil", to_level, to_photo).astype(np.float32)
-        images = np.broadcast_to(level[None], (len(h), *level.shape))
-        return np.asarray(_warp(jnp.asarray(images), jnp.asarray(h), out_size))
+        return np.asarray(_warp(jnp.asarray(level), jnp.asarray(h), out_size))
 
 
-@jax.jit
-def _warp_impl(images, h, grid):
-    return sampler.bilinear_sample(images, sampler.apply_homography(h, grid))
-
-
-def _warp(images, h, out_size: int):
+@functools.partial(jax.jit, static_argnums=2)
+def _warp(image, h, out_size: int):
+    """[K, out, out, 3] views of one image [H, W, 3] through homographies [K, 3, 3]."""
     grid = jnp.broadcast_to(sampler.pixel_grid(out_size), (h.shape[0], out_size, out_size, 2))
-    return _warp_impl(images, h, grid)
+    coords = sampler.apply_homography(h, grid).reshape(1, -1, out_size, 2)
+    return sampler.bilinear_sample(image[None], coords).reshape(h.shape[0], out_size, out_size, -1)
 
 
 def _pixel_scale(h: np.ndarray, out_size: int) -> float:
@@ -170,17 +172,32 @@ def _apply(h: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 
 def rectifying_homographies(corners: np.ndarray, out_size: int, fill: float) -> np.ndarray:
-    """[4, 3, 3] maps from the recognizer's frame to the photo, one per corner order.
+    """[..., 4, 3, 3] maps from the recognizer's frame to the photo for corners [..., 4, 2].
 
-    Rotation k puts photo corner k at the marker's top-left; the marker spans
-    `fill` of the frame, centred and upright.
+    One map per corner order: rotation k puts photo corner k at the marker's
+    top-left; the marker spans `fill` of the frame, centred and upright.
     """
     r, c = fill * out_size / 2.0, (out_size - 1) / 2.0
     frame = np.array([[c - r, c - r], [c + r, c - r], [c + r, c + r], [c - r, c + r]])
     from_frame = sampler.invert_homography(sampler.square_to_quad(jnp.asarray(frame)))
-    quads = np.stack([np.roll(corners, -k, axis=0) for k in range(4)])
+    quads = np.stack([np.roll(corners, -k, axis=-2) for k in range(4)], axis=-3)
     to_photo = sampler.square_to_quad(jnp.asarray(quads, jnp.float32))
-    return np.asarray(sampler.matmul3(to_photo, from_frame[None]), np.float64)
+    return np.asarray(sampler.matmul3(to_photo, from_frame), np.float64)
+
+
+def jittered_quads(quad: np.ndarray, shift: float, scale: float) -> np.ndarray:
+    """[27, 4, 2]: `quad` [4, 2] shifted by {-1, 0, 1} x `shift` of its side in x and y, scaled by 1 + {-1, 0, 1} x `scale`."""
+    centre = quad.mean(axis=0)
+    side = float(np.sqrt(abs(marker_lib._quad_area(quad[None])[0])))
+    steps = (-1.0, 0.0, 1.0)
+    return np.stack(
+        [
+            centre + (1.0 + a * scale) * (quad - centre) + side * shift * np.array([dx, dy])
+            for a in steps
+            for dx in steps
+            for dy in steps
+        ]
+    )
 
 
 class MarkerReader:
@@ -218,6 +235,8 @@ class MarkerReader:
         default_cost = rc.get("max_soft_cost", float("inf"))
         self.max_soft_cost = default_cost if max_soft_cost is None else max_soft_cost
         self.crop_fill, self.rect_fill = rc.crop_fill, rc.rect_fill
+        self.align_rounds = rc.get("align_rounds", 0)
+        self.align_shift, self.align_scale = rc.get("align_shift", 0.0), rc.get("align_scale", 0.0)
         self.frame = exp.config.localizer.size
         self.crop = exp.config.render.out_size
         self._code = exp.config.marker.code
@@ -251,24 +270,42 @@ class MarkerReader:
             if p.ndim != 3 or p.shape[-1] != 3 or min(p.shape[:2]) < 8:
                 raise ValueError(f"photos must be [H, W, 3] with sides >= 8, got {p.shape}.")
         corners, presence = self.locate(photos)
-        crops = np.concatenate(
-            [
-                _Pyramid(photo).warp(
-                    rectifying_homographies(c, self.crop, self.rect_fill), self.crop
-                )
-                for photo, c in zip(photos, corners, strict=True)
-            ]
-        )
-        probs = np.asarray(self._recognize(self.params["recog"], jnp.asarray(crops)))
-        probs = probs.reshape(len(photos), 4, -1)
-        return [
-            self._decide(c, float(p), pr) for c, p, pr in zip(corners, presence, probs, strict=True)
-        ]
+        readings = []
+        for photo, c, p in zip(photos, corners, presence, strict=True):
+            quad, probs = self._align(_Pyramid(photo), c)
+            readings.append(self._decide(quad, float(p), probs))
+        return readings
+
+    def _align(self, pyramid: _Pyramid, corners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(corners [4, 2], bit probabilities [4 orders, N]) of the outline read most confidently.
+
+        Each of `reader.align_rounds` rounds rectifies jittered copies of the
+        outline (shifted by up to `align_shift` of the marker's side, scaled
+        by 1 +- `align_scale`) in all four corner orders and keeps the copy
+        whose best order the recognizer is most confident about; each next
+        round halves the jitter. An outline a few percent of the side off
+        costs the recognizer many bits; this search recovers them.
+        """
+        shift, scale = self.align_shift, self.align_scale
+        candidates = corners[None]
+        for _ in range(self.align_rounds + 1):
+            maps = rectifying_homographies(candidates, self.crop, self.rect_fill)
+            probs = self._read_views(pyramid, maps.reshape(-1, 3, 3)).reshape(*maps.shape[:2], -1)
+            best = int(np.argmax(np.max(_confidence(probs), axis=1)))
+            corners, probs = candidates[best], probs[best]
+            candidates = jittered_quads(corners, shift, scale)
+            shift, scale = shift / 2.0, scale / 2.0
+        return corners, probs
+
+    def _read_views(self, pyramid: _Pyramid, maps: np.ndarray) -> np.ndarray:
+        """Bit probabilities [K, N] of the photo rectified through frame->photo maps [K, 3, 3]."""
+        crops = jnp.asarray(pyramid.warp(maps, self.crop))
+        return np.asarray(self._recognize(self.params["recog"], crops))
 
     def _decide(self, corners, presence: float, probs: np.ndarray) -> Reading:
         """Picks the rotation (the one whose message verifies) and builds the Reading."""
-        confidence = np.mean(np.abs(probs - 0.5), axis=1)  # [4]
-        order = [0, *sorted(range(1, 4), key=lambda k: -confidence[k])]
+        confidence = _confidence(probs)  # [4]
+        order = sorted(range(4), key=lambda k: -confidence[k])  # Most confident first.
         best, result = order[0], None
         if self._code == "bch64":
             decoded = [ecc.marker_code().decode_probs(probs[k], chase_bits=self.chase_bits)
@@ -278,8 +315,6 @@ class MarkerReader:
             best, result = order[pick], decoded[pick]
             if result.verified and result.soft_cost > self.max_soft_cost:
                 result = dataclasses.replace(result, verified=False, status="unreliable")
-        else:
-            best = int(np.argmax(confidence))
         verified = result is not None and result.verified
         found = verified or presence >= 0.5
         status = "raw" if result is None else result.status
@@ -299,8 +334,13 @@ class MarkerReader:
         )
 
 
+def _confidence(probs: np.ndarray) -> np.ndarray:
+    """How sure the recognizer is of each reading [..., N] -> [...]: mean |p - 0.5|."""
+    return np.mean(np.abs(probs - 0.5), axis=-1)
+
+
 def _locate_probs(exp, loc_params, frames):
-    corners, _, presence = exp.locate(loc_params, frames)
+    corners, _, presence = exp.locate(loc_params, frames, unordered=True)
     return corners, jax.nn.sigmoid(presence)
 
 

@@ -123,6 +123,45 @@ def soft_argmax(logits: jax.Array, *, stride: int = 1) -> tuple[jax.Array, jax.A
     return points, flat.reshape(logits.shape)
 
 
+def peak_points(
+    heat: jax.Array, *, num: int, stride: int = 1, radius: int = 2
+) -> tuple[jax.Array, jax.Array]:
+    """The `num` strongest peaks of heat maps [B, h, w]: (x, y) points [B, num, 2], heights [B, num].
+
+    Greedy non-maximum suppression: take the maximum, suppress the cells
+    within `radius` (Chebyshev distance), repeat. Each point is the
+    heat-weighted mean of the 3 x 3 cells around its peak, mapped to input
+    pixels as in `soft_argmax`; its height is the sum of those cells. Points
+    come strongest first.
+    """
+    batch, height, width = heat.shape
+    cells = pixel_grid((height, width)).reshape(height * width, 2)
+    flat = heat.reshape(batch, height * width)
+    remaining, points, heights = flat, [], []
+    for _ in range(num):
+        peak = cells[jnp.argmax(remaining, axis=1)]  # [B, 2]
+        distance = jnp.max(jnp.abs(cells[None] - peak[:, None]), axis=-1)  # [B, hw]
+        weights = jnp.where(distance <= 1, flat, 0.0)
+        height = jnp.sum(weights, axis=1)
+        total = jnp.maximum(height, 1e-12)[:, None]
+        points.append(jnp.einsum("bp,pc->bc", weights, cells, precision=_HIGHEST) / total)
+        heights.append(height)
+        remaining = jnp.where(distance <= radius, -jnp.inf, remaining)
+    points = (jnp.stack(points, axis=1) + 0.5) * stride - 0.5
+    return points, jnp.stack(heights, axis=1)
+
+
+def clockwise(points: jax.Array) -> jax.Array:
+    """Points [B, K, 2] sorted clockwise on screen (y down) around their centroid.
+
+    The order starts just clockwise of straight left, so an upright square
+    starts at its top-left corner.
+    """
+    centred = points - jnp.mean(points, axis=1, keepdims=True)
+    order = jnp.argsort(jnp.arctan2(centred[..., 1], centred[..., 0]), axis=1)
+    return jnp.take_along_axis(points, order[..., None], axis=1)
+
+
 def coverage(coords: jax.Array, size) -> jax.Array:
     """Validity mask of `bilinear_sample(..., fill=0)`: the weight its taps put inside the image.
 

@@ -244,3 +244,25 @@ def test_reader_keeps_the_rotation_whose_message_verifies():
     np.testing.assert_array_equal(exp.message_bits("cat7")[0], word * 2 - 1)
     with pytest.raises(ValueError, match="at most 4 bytes"):
         exp.message_bits("cat77")
+
+
+def test_plausible_quad_prefers_the_marker_outline_to_a_stronger_outlier():
+    square = [[10.0, 10.0], [30.0, 10.0], [30.0, 30.0], [10.0, 30.0]]  # clockwise from top-left
+    outlier = [60.0, 12.0]  # brighter than one true corner, but it makes a skewed quad
+    points = np.array([[square[0], square[1], outlier, square[2], square[3], [31.0, 31.0]]])
+    heights = np.array([[1.0, 0.9, 0.95, 0.8, 0.7, 0.1]])
+    quad = np.asarray(marker.plausible_quad(jax.numpy.asarray(points), jax.numpy.asarray(heights)))
+    np.testing.assert_allclose(quad[0], square)
+    # No plausible 4 (all on a line): the 4 strongest points, clockwise.
+    line = np.array([[[float(i), 0.0] for i in range(6)]])
+    fallback = np.asarray(marker.plausible_quad(jax.numpy.asarray(line), jax.numpy.asarray(heights)))
+    assert sorted(fallback[0, :, 0].tolist()) == [0.0, 1.0, 2.0, 3.0]
+
+
+def test_jittered_quads_shift_and_scale_about_the_centre():
+    quad = np.array([[0.0, 0.0], [10.0, 0.0], [10.0, 10.0], [0.0, 10.0]])
+    jittered = marker_reader.jittered_quads(quad, shift=0.1, scale=0.2)
+    assert jittered.shape == (27, 4, 2)
+    assert any(np.allclose(j, quad) for j in jittered)  # The unjittered outline is a candidate.
+    assert any(np.allclose(j, quad + [1.0, -1.0]) for j in jittered)  # 0.1 x side 10
+    assert any(np.allclose(j, 5.0 + 1.2 * (quad - 5.0)) for j in jittered)

@@ -208,3 +208,30 @@ def test_soft_argmax_finds_peaks_at_cell_centres_and_between():
     np.testing.assert_allclose(np.sum(probs, axis=(1, 2)), 1.0, atol=1e-6)
     grad = jax.grad(lambda x: sampler.soft_argmax(x)[0].sum())(jnp.zeros((2, 4, 4, 3)))
     assert np.all(np.isfinite(grad))
+
+
+def test_peak_points_finds_each_peak_once_with_sub_cell_centres():
+    heat = np.zeros((1, 12, 12), np.float32)
+    heat[0, 2, 3] = 1.0  # a single cell: its centre
+    heat[0, 8, 8], heat[0, 8, 9] = 0.6, 0.6  # two equal cells: halfway between them
+    heat[0, 9, 8] = 0.3  # the same peak's shoulder (within the radius): not a new peak
+    heat[0, 5, 10] = 0.5
+    heat[0, 1, 10] = 0.4
+    points, heights = sampler.peak_points(jnp.asarray(heat), num=4, stride=2)
+    np.testing.assert_allclose(heights[0], [1.0, 1.5, 0.5, 0.4], atol=1e-6)
+    points = np.asarray(points)[0]
+    # Cell (row i, column j) is centred on (x, y) = (2 j + 0.5, 2 i + 0.5) input pixels.
+    shoulder = (0.6 * 8 + 0.6 * 9 + 0.3 * 8) / 1.5, (0.6 * 8 + 0.6 * 8 + 0.3 * 9) / 1.5
+    expected = [(3, 2), shoulder, (10, 5), (10, 1)]  # (column, row), strongest first
+    np.testing.assert_allclose(points, 2 * np.array(expected) + 0.5, atol=1e-5)
+
+
+def test_clockwise_orders_points_around_their_centroid():
+    diamond = np.array([[[10, 0], [0, 10], [-10, 0], [0, -10]]], np.float32)  # right, down, left, up
+    ordered = np.asarray(sampler.clockwise(jnp.asarray(diamond + 5)))[0] - 5
+    # y points down: up -> right -> down -> left is clockwise on screen; straight left comes last.
+    np.testing.assert_array_equal(ordered, [[0, -10], [10, 0], [0, 10], [-10, 0]])
+    square = np.array([[[9, 1], [1, 9], [1, 1], [9, 9]]], np.float32)
+    np.testing.assert_array_equal(  # An upright square: TL, TR, BR, BL.
+        np.asarray(sampler.clockwise(jnp.asarray(square)))[0], [[1, 1], [9, 1], [9, 9], [1, 9]]
+    )
