@@ -28,7 +28,9 @@ from neural_synth import experiments, io
 from neural_synth.experiments import marker, marker_reader
 from scripts import common
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "Work directory of a trained marker run.")
+_WORKDIR = flags.DEFINE_string(
+    "workdir", "runs/marker", "Work directory of a trained marker run (scripts.train's default)."
+)
 _MESSAGE = flags.DEFINE_string(
     "message", None, "encode: the message, a text of up to 4 bytes (UTF-8), e.g. cat7."
 )
@@ -49,7 +51,6 @@ _JSON = flags.DEFINE_bool("json", False, "decode: print the result as JSON.")
 _CHASE = flags.DEFINE_integer(
     "chase_bits", None, "decode: soft-decoding width (default: the model's reader.chase_bits)."
 )
-flags.mark_flag_as_required("workdir")
 
 EXIT_NO_MARKER, EXIT_UNCORRECTABLE = 2, 3
 

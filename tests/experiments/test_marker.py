@@ -255,7 +255,9 @@ def test_plausible_quad_prefers_the_marker_outline_to_a_stronger_outlier():
     np.testing.assert_allclose(quad[0], square)
     # No plausible 4 (all on a line): the 4 strongest points, clockwise.
     line = np.array([[[float(i), 0.0] for i in range(6)]])
-    fallback = np.asarray(marker.plausible_quad(jax.numpy.asarray(line), jax.numpy.asarray(heights)))
+    fallback = np.asarray(
+        marker.plausible_quad(jax.numpy.asarray(line), jax.numpy.asarray(heights))
+    )
     assert sorted(fallback[0, :, 0].tolist()) == [0.0, 1.0, 2.0, 3.0]
 
 
