@@ -227,7 +227,9 @@ def test_peak_points_finds_each_peak_once_with_sub_cell_centres():
 
 
 def test_clockwise_orders_points_around_their_centroid():
-    diamond = np.array([[[10, 0], [0, 10], [-10, 0], [0, -10]]], np.float32)  # right, down, left, up
+    diamond = np.array(
+        [[[10, 0], [0, 10], [-10, 0], [0, -10]]], np.float32
+    )  # right, down, left, up
     ordered = np.asarray(sampler.clockwise(jnp.asarray(diamond + 5)))[0] - 5
     # y points down: up -> right -> down -> left is clockwise on screen; straight left comes last.
     np.testing.assert_array_equal(ordered, [[0, -10], [10, 0], [0, 10], [-10, 0]])
