@@ -36,3 +36,23 @@ def run_module(
         timeout=timeout,
         **kwargs,
     )
+
+
+def one_step(exp, devices):
+    """(host params, host metrics) after one compiled train step of `exp` on `devices`.
+
+    As the trainer runs it: the state from `init_state(prng.key(0))`, replicated on
+    a mesh of `devices`, the first batch of seed 0 split over them, key
+    `prng.key(1)`. Tests of data parallelism compare 1 and 4 devices with it.
+    """
+    import jax  # Lazy: this module stays light for the tests that only load configs.
+
+    from neural_synth import mesh as mesh_lib
+    from neural_synth.train import prng, trainer
+
+    mesh = mesh_lib.make_mesh(devices)
+    state = jax.jit(exp.init_state, out_shardings=mesh_lib.replicated(mesh))(prng.key(0))
+    local = next(exp.train_batches(seed=0, start_step=0, batch_size=exp.config.train.batch_size))
+    step = trainer._compile_step(exp, mesh)
+    state, metrics = step(state, mesh_lib.global_batch(local, mesh), prng.key(1))
+    return jax.device_get(state.params), jax.device_get(metrics)

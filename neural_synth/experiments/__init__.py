@@ -19,6 +19,7 @@ REGISTRY = {  # name -> (module, experiment class)
     "stylize_net": ("neural_synth.experiments.stylize_net", "StylizeNetExperiment"),
     "upconv": ("neural_synth.experiments.upconv", "UpconvExperiment"),
     "superres": ("neural_synth.experiments.superres", "SuperResExperiment"),
+    "deepwarp": ("neural_synth.experiments.deepwarp", "DeepWarpExperiment"),
 }
 
 
