@@ -9,7 +9,7 @@
 data bits of the default model's code); `--bits` gives the raw bits instead.
 
 `decode` finds the marker anywhere in the photo (covering about 10-90% of the
-shorter side, rotated, in perspective), rectifies it, reads its bits and
+shorter side, reliably 20-60%; rotated, in perspective), rectifies it, reads its bits and
 corrects them. It prints the message and whether it is verified (`--json`:
 {"message", "verified", "status", "corners", "bits", ...}). Exit status: 0
 when the message is verified (or, for a model without a code, when a marker

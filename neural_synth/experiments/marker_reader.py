@@ -177,12 +177,17 @@ def rectifying_homographies(corners: np.ndarray, out_size: int, fill: float) -> 
     One map per corner order: rotation k puts photo corner k at the marker's
     top-left; the marker spans `fill` of the frame, centred and upright.
     """
-    r, c = fill * out_size / 2.0, (out_size - 1) / 2.0
-    frame = np.array([[c - r, c - r], [c + r, c - r], [c + r, c + r], [c - r, c + r]])
-    from_frame = sampler.invert_homography(sampler.square_to_quad(jnp.asarray(frame)))
     quads = np.stack([np.roll(corners, -k, axis=-2) for k in range(4)], axis=-3)
     to_photo = sampler.square_to_quad(jnp.asarray(quads, jnp.float32))
-    return np.asarray(sampler.matmul3(to_photo, from_frame), np.float64)
+    return np.asarray(sampler.matmul3(to_photo, _frame_to_square(out_size, fill)), np.float64)
+
+
+@functools.lru_cache(maxsize=8)
+def _frame_to_square(out_size: int, fill: float) -> jax.Array:
+    """The map from the recognizer's frame to the unit square of the marker spanning `fill` of it."""
+    r, c = fill * out_size / 2.0, (out_size - 1) / 2.0
+    frame = np.array([[c - r, c - r], [c + r, c - r], [c + r, c + r], [c - r, c + r]])
+    return sampler.invert_homography(sampler.square_to_quad(jnp.asarray(frame)))
 
 
 def jittered_quads(quad: np.ndarray, shift: float, scale: float) -> np.ndarray:
@@ -245,7 +250,9 @@ class MarkerReader:
 
     def locate(self, photos) -> tuple[list[np.ndarray], np.ndarray]:
         """(corners [4, 2] per photo in photo pixels, presence probabilities [B])."""
-        pyramids = [_Pyramid(p) for p in photos]
+        return self._locate_in([_Pyramid(p) for p in photos])
+
+    def _locate_in(self, pyramids: list[_Pyramid]) -> tuple[list[np.ndarray], np.ndarray]:
         boxes = [_whole_photo_box(p.photo.shape) for p in pyramids]
         corners, presence = self._pass(pyramids, boxes)
         min_side = self.frame / 4.0
@@ -269,10 +276,11 @@ class MarkerReader:
         for p in photos:
             if p.ndim != 3 or p.shape[-1] != 3 or min(p.shape[:2]) < 8:
                 raise ValueError(f"photos must be [H, W, 3] with sides >= 8, got {p.shape}.")
-        corners, presence = self.locate(photos)
+        pyramids = [_Pyramid(p) for p in photos]
+        corners, presence = self._locate_in(pyramids)
         readings = []
-        for photo, c, p in zip(photos, corners, presence, strict=True):
-            quad, probs = self._align(_Pyramid(photo), c)
+        for pyramid, c, p in zip(pyramids, corners, presence, strict=True):
+            quad, probs = self._align(pyramid, c)
             readings.append(self._decide(quad, float(p), probs))
         return readings
 
@@ -287,20 +295,20 @@ class MarkerReader:
         costs the recognizer many bits; this search recovers them.
         """
         shift, scale = self.align_shift, self.align_scale
-        candidates = corners[None]
-        for _ in range(self.align_rounds + 1):
-            maps = rectifying_homographies(candidates, self.crop, self.rect_fill)
-            probs = self._read_views(pyramid, maps.reshape(-1, 3, 3)).reshape(*maps.shape[:2], -1)
-            best = int(np.argmax(np.max(_confidence(probs), axis=1)))
-            corners, probs = candidates[best], probs[best]
-            candidates = jittered_quads(corners, shift, scale)
+        corners, probs = self._most_confident(pyramid, corners[None])
+        for _ in range(self.align_rounds):
+            corners, probs = self._most_confident(pyramid, jittered_quads(corners, shift, scale))
             shift, scale = shift / 2.0, scale / 2.0
         return corners, probs
 
-    def _read_views(self, pyramid: _Pyramid, maps: np.ndarray) -> np.ndarray:
-        """Bit probabilities [K, N] of the photo rectified through frame->photo maps [K, 3, 3]."""
-        crops = jnp.asarray(pyramid.warp(maps, self.crop))
-        return np.asarray(self._recognize(self.params["recog"], crops))
+    def _most_confident(self, pyramid: _Pyramid, candidates: np.ndarray):
+        """(corners [4, 2], probabilities [4 orders, N]) of the candidate outline [J, 4, 2] read best."""
+        maps = rectifying_homographies(candidates, self.crop, self.rect_fill)  # [J, 4, 3, 3]
+        crops = jnp.asarray(pyramid.warp(maps.reshape(-1, 3, 3), self.crop))
+        probs = np.asarray(self._recognize(self.params["recog"], crops))
+        probs = probs.reshape(*maps.shape[:2], -1)
+        best = int(np.argmax(np.max(_confidence(probs), axis=1)))
+        return candidates[best], probs[best]
 
     def _decide(self, corners, presence: float, probs: np.ndarray) -> Reading:
         """Picks the rotation (the one whose message verifies) and builds the Reading."""
@@ -407,9 +415,3 @@ def summarize(outcomes: list[dict]) -> dict:
         "corner_error_px_median": float(np.median(errors)),
         "corner_error_px_mean": float(np.mean(errors)),
     }
-
-
-def evaluate_photos(exp, params, *, num: int, severity: str, seed: int = 5) -> dict:
-    """`summarize` of `num` simulated photos at `severity` (the experiment's eval uses it)."""
-    reader = MarkerReader(exp, params)
-    return summarize(photo_trials(exp, params, reader, num=num, severity=severity, seed=seed))

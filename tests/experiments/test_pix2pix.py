@@ -9,8 +9,7 @@ import optax
 import pytest
 
 from neural_synth import experiments, io
-from neural_synth import mesh as mesh_lib
-from neural_synth.train import checkpoint, prng, trainer
+from neural_synth.train import checkpoint, prng
 from tests import helpers
 
 
@@ -29,23 +28,14 @@ def smoke_config(data_dir, **train):
 # ----------------------------------------------------------------------------- devices
 
 
-def _one_step(exp, devices):
-    mesh = mesh_lib.make_mesh(devices)
-    state = jax.jit(exp.init_state, out_shardings=mesh_lib.replicated(mesh))(prng.key(0))
-    local = next(exp.train_batches(seed=0, start_step=0, batch_size=exp.config.train.batch_size))
-    step = trainer._compile_step(exp, mesh)
-    state, metrics = step(state, mesh_lib.global_batch(local, mesh), prng.key(1))
-    return jax.device_get(state.params), jax.device_get(metrics)
-
-
 def test_one_and_four_devices_give_same_parameters(data_dir):
     assert len(jax.devices()) >= 4, "conftest fakes 4 CPU devices"
     exp = experiments.build(smoke_config(data_dir))
     # SGD makes each update proportional to its gradient (Adam's first step is
     # ~sign(g), which turns float noise in tiny gradients into flips).
     exp.g_tx = exp.d_tx = optax.sgd(0.1)
-    params_1, metrics_1 = _one_step(exp, jax.devices()[:1])
-    params_4, metrics_4 = _one_step(exp, jax.devices()[:4])
+    params_1, metrics_1 = helpers.one_step(exp, jax.devices()[:1])
+    params_4, metrics_4 = helpers.one_step(exp, jax.devices()[:4])
     # Batch norm over the global batch and the same dropout masks on 1 and 4 devices.
     for name in ("loss/d", "loss/g_l1", "loss/g_gan"):
         np.testing.assert_allclose(metrics_1[name], metrics_4[name], rtol=1e-5)
