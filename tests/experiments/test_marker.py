@@ -238,6 +238,12 @@ def test_reader_keeps_the_rotation_whose_message_verifies():
     assert reading.verified and reading.message == "cat7" and reading.rotation == 2
     assert reading.num_corrected == 3 and reading.found
     np.testing.assert_array_equal(reading.corners, np.roll(corners, -2, axis=0))
+    probs[2, 40] = 1.0 - probs[2, 40]  # 4 errors: the code corrects them, the reader refuses.
+    refused = reader._decide(corners, 0.9, probs)
+    assert reader.max_corrections == 3 and refused.status == "unreliable"
+    assert not refused.verified and refused.message is None and refused.found
+    lenient = marker_reader.MarkerReader(exp, reader.params, max_corrections=4)
+    assert lenient._decide(corners, 0.2, probs).message == "cat7"
     garbage = reader._decide(corners, 0.9, np.full((4, 64), 0.5) + 0.01)
     assert garbage.found and not garbage.verified and garbage.message is None
     assert garbage.status in ("uncorrectable", "checksum")
