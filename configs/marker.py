@@ -1,7 +1,7 @@
 """Learnable visual markers (Grinchuk, Lebedev & Lempitsky, NIPS 2016).
 
-  python -m scripts.train --config=configs/marker.py            # default: 1600 steps, CPU, ~11 min (RESULTS.md)
-  python -m scripts.train --config=configs/marker.py:full       # 2.5x the steps (CPU, ~25 min)
+  python -m scripts.train --config=configs/marker.py            # default: 1600 steps, ~7 min on 2 CPU cores (RESULTS.md)
+  python -m scripts.train --config=configs/marker.py:full       # 2.5x the steps (~17 min, estimated)
   python -m scripts.train --config=configs/marker.py:smoke      # seconds, for tests
   python -m scripts.train --config=configs/marker.py:paper      # larger markers, GPU-sized
 

@@ -86,7 +86,15 @@ def test_conv_module_equals_lax_conv_plus_bias(hw, strides):
 
 @pytest.mark.parametrize("mode", ["reflect", "circular"])
 @pytest.mark.parametrize(
-    ("k", "s", "hw"), [(3, 1, (9, 12)), (9, 1, (10, 11)), (3, 2, (8, 10)), (3, 2, (9, 7))]
+    ("k", "s", "hw"),
+    [
+        (3, 1, (9, 12)),
+        (9, 1, (10, 11)),
+        (9, 1, (10, 12)),
+        (7, 1, (8, 6)),
+        (3, 2, (8, 10)),
+        (3, 2, (9, 7)),
+    ],
 )
 def test_padded_conv_equals_explicit_pad_and_valid_conv(mode, k, s, hw):
     x = _x((2, *hw, 3))
@@ -107,6 +115,27 @@ def test_padded_conv_equals_explicit_pad_and_valid_conv(mode, k, s, hw):
     got = jax.jit(padded.apply)(params, x)
     assert got.shape == (2, -(-hw[0] // s), -(-hw[1] // s), 5)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("k", "block", "channels", "features", "hw"),
+    [(9, 2, 3, 8, (12, 10)), (9, 4, 3, 5, (8, 12)), (7, 2, 2, 4, (6, 8)), (5, 3, 1, 2, (9, 6))],
+)
+def test_space_to_depth_conv_values_and_gradients_match_lax(k, block, channels, features, hw):
+    z = _x((2, hw[0] + k - 1, hw[1] + k - 1, channels))
+    kernel = _x((k, k, channels, features), seed=1)
+    ours = lambda z, w: conv.space_to_depth_conv(z, w, block)
+    reference = lambda z, w: _lax_conv(z, w, (1, 1), "VALID")
+    _assert_values_and_grads_equal(ours, reference, (z, kernel))
+
+
+def test_padded_conv_takes_the_space_to_depth_path_with_unchanged_parameters():
+    blocks, odd = _x((1, 8, 10, 3)), _x((1, 8, 11, 3))  # An odd width keeps the plain path.
+    padded = conv.PaddedConv(6, 9)
+    params = padded.init(jax.random.key(3), blocks)
+    jax.tree.map(np.testing.assert_array_equal, params, padded.init(jax.random.key(3), odd))
+    assert "f32[5,5,12,24]" in str(jax.make_jaxpr(padded.apply)(params, blocks))
+    assert "f32[5,5,12,24]" not in str(jax.make_jaxpr(padded.apply)(params, odd))
 
 
 def test_reflect_padding_too_small_input_is_a_clear_error():
