@@ -48,7 +48,8 @@ STATUSES = ("ok", "uncorrectable", "checksum", "unreliable", "no_marker", "raw")
 # Codewords are accepted within this many raw bits of the read, one fewer than
 # the code corrects: of the 64-bit words within 4 of a codeword, 94% lie at
 # exactly 4, so a garbage read (a misplaced outline, a marker too small to
-# resolve) verified wrong data in ~1 of 800 photos at 4 and ~16x less at 3.
+# resolve) that verified wrong data at 4 (2 of 1,600 photos of markers at 10%
+# of the side) does so ~16x less often at 3 (benchmarks/RESULTS.md).
 MAX_CORRECTIONS = 3
 
 
