@@ -13,6 +13,7 @@ variant) get the same one-line treatment as errors raised while running.
 """
 
 import os
+import platform
 import sys
 from collections.abc import Callable, Mapping
 
@@ -23,6 +24,25 @@ from absl import app, flags, logging
 USER_ERRORS = (ValueError, OSError, FloatingPointError, ImportError)
 CACHE_ENV = "NEURAL_SYNTH_CACHE_DIR"
 SIZE_HELP = "WIDTHxHEIGHT, e.g. 640x480"
+
+
+# glibc's malloc hands XLA's per-step temporaries back to the kernel and faults
+# them in again every step (the default marker run: 41 M minor page faults,
+# 89 s of system time). Keeping them (no trimming, no mmap below 32 MiB, heap
+# on transparent huge pages) made its step 218-222 -> 195-201 ms
+# (benchmarks/RESULTS.md).
+GLIBC_MALLOC_TUNABLES = (
+    "glibc.malloc.hugetlb=1:glibc.malloc.mmap_threshold=33554432:"
+    "glibc.malloc.trim_threshold=4294967296:glibc.malloc.top_pad=268435456"
+)
+
+
+def restart_with_malloc_tunables() -> None:
+    """Restarts this command with GLIBC_TUNABLES set (never twice, nor over the user's own)."""
+    if "GLIBC_TUNABLES" in os.environ or platform.libc_ver()[0] != "glibc":
+        return
+    os.environ["GLIBC_TUNABLES"] = GLIBC_MALLOC_TUNABLES
+    os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
 
 
 def setup() -> None:

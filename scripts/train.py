@@ -63,4 +63,5 @@ def run() -> None:
 
 
 if __name__ == "__main__":
+    common.restart_with_malloc_tunables()
     common.run(run)
