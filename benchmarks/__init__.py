@@ -1,5 +1,7 @@
 """Reproducible performance measurements (not tests)."""
 
+import importlib.util
+
 import jax
 
 from neural_synth import experiments
@@ -28,3 +30,21 @@ def step_runner(config, num_steps: int):
         return metrics
 
     return exp, run, box, batch_list
+
+
+def torch_comparison(requested: bool) -> bool:
+    """Whether to time PyTorch (CPU) beside JAX; prints why not when it was requested.
+
+    The comparisons are CPU against CPU: on a GPU backend the same benchmark
+    runs JAX alone, so it can record GPU figures unchanged.
+    """
+    if not requested:
+        return False
+    backend = jax.default_backend()
+    if backend != "cpu":
+        print(f"JAX backend: {backend}; the PyTorch CPU comparisons are skipped.")
+        return False
+    if importlib.util.find_spec("torch") is None:
+        print("torch is not installed: JAX only.")
+        return False
+    return True

@@ -35,8 +35,11 @@ import sys
 import tempfile
 import time
 
+import jax
 import numpy as np
 from absl import app, flags
+
+import benchmarks
 
 _SIZES = flags.DEFINE_list("sizes", ["512", "1024", "4096"], "Square image sizes.")
 _TILE = flags.DEFINE_integer("tile", 1024, "Kept tile side of the tiled JAX runs.")
@@ -358,12 +361,10 @@ def _print_table(results: list[dict]) -> None:
 
 
 def _benchmark(weights: str) -> None:
-    if _TORCH.value:
-        try:
-            import torch  # noqa: F401
-        except ImportError:
-            print("torch is not installed: JAX only.")
-            flags.FLAGS.torch = False
+    # On a GPU the parent must not preallocate the memory its workers measure.
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    print(f"JAX backend: {jax.default_backend()}")
+    flags.FLAGS.torch = benchmarks.torch_comparison(_TORCH.value)
     if _TORCH.value:
         diff = check_agreement(weights)
         print(f"JAX vs torch.nn output on {CHECK_SIZE}^2: max abs difference {diff:.2e}")

@@ -38,6 +38,7 @@ import numpy as np
 import optax
 from absl import app, flags, logging
 
+import benchmarks
 from neural_synth import io
 from neural_synth.models import vgg
 from neural_synth.optimize import gatys, loop, objective
@@ -246,7 +247,7 @@ def bench_size(size: int) -> None:
     problem, options, x = make_problem(size)
     jax_grad, xla_flops = time_jax_grad(problem, x)
     fns = {"jax": jax_grad}
-    torch_fn = torch_grad_fn(size) if _TORCH.value else None
+    torch_fn = torch_grad_fn(size) if benchmarks.torch_comparison(_TORCH.value) else None
     if torch_fn is not None:
         fns["torch"] = torch_fn
     times = alternate(fns, _REPEATS.value)
@@ -300,7 +301,8 @@ def main(argv) -> int:
     del argv
     logging.set_verbosity(logging.WARNING)  # Keep JAX's backend probing out of the output.
     print(
-        f"jax {jax.__version__}, {jax.device_count()} device(s) {jax.devices()[0].platform}, "
+        f"jax {jax.__version__}, backend {jax.default_backend()}, {jax.device_count()} device(s) "
+        f"{jax.devices()[0].device_kind}, "
         f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}",
         flush=True,
     )

@@ -37,6 +37,7 @@ import jax
 import numpy as np
 from absl import app, flags
 
+import benchmarks
 from neural_synth import experiments
 from neural_synth import mesh as mesh_lib
 from neural_synth.train import prng, trainer
@@ -293,10 +294,12 @@ def main(argv):
         os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip()
     common.setup()
     print(
+        f"JAX backend: {jax.default_backend()}; "
         f"devices: {jax.device_count()} x {jax.devices()[0].device_kind}, "
         f"{os.cpu_count()} CPU cores; U-Net{_SIZE.value} width {_WIDTH.value} + 70x70 PatchGAN, "
         f"{_SIZE.value}^2, medians of {_REPEATS.value} x {_STEPS.value} steps"
     )
+    use_torch = benchmarks.torch_comparison(_TORCH.value)
     for batch in (int(b) for b in _BATCH_SIZES.value):
         r = benchmark(
             _SIZE.value,
@@ -304,7 +307,7 @@ def main(argv):
             _STEPS.value,
             _REPEATS.value,
             width=_WIDTH.value,
-            torch=_TORCH.value,
+            torch=use_torch,
             torch_compile=_TORCH_COMPILE.value,
         )
         line = " | ".join(f"{k} {v:.3f} s/step ({1 / v:.2f} steps/s)" for k, v in r.items())

@@ -1,5 +1,6 @@
-"""scripts/common.py: the restart that sets glibc's malloc tunables."""
+"""scripts/common.py: the restart that sets glibc's malloc tunables; the benchmarks' torch guard."""
 
+import importlib.util
 import os
 import sys
 
@@ -28,3 +29,19 @@ def test_no_restart_without_glibc(monkeypatch, libc):
     monkeypatch.setattr(common.platform, "libc_ver", lambda: libc)
     common.restart_with_malloc_tunables()
     assert "GLIBC_TUNABLES" not in os.environ
+
+
+def test_benchmarks_compare_with_torch_only_on_the_cpu_backend(monkeypatch, capsys):
+    import benchmarks
+
+    assert not benchmarks.torch_comparison(False)
+    monkeypatch.setattr(benchmarks.jax, "default_backend", lambda: "gpu")
+    assert not benchmarks.torch_comparison(True)
+    assert "backend: gpu; the PyTorch CPU comparisons are skipped" in capsys.readouterr().out
+    monkeypatch.setattr(benchmarks.jax, "default_backend", lambda: "cpu")
+    monkeypatch.setattr(benchmarks.importlib.util, "find_spec", lambda name: None)
+    assert not benchmarks.torch_comparison(True)
+    assert "torch is not installed" in capsys.readouterr().out
+    monkeypatch.undo()
+    installed = importlib.util.find_spec("torch") is not None
+    assert benchmarks.torch_comparison(True) == installed
