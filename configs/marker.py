@@ -43,7 +43,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         align_shift=0.05,  # its first round's shifts, as a share of the marker's side
         align_scale=0.07,  # and scales, 1 +- this
         chase_bits=0,  # soft decoding: flip patterns of this many least confident bits
-        max_corrections=3,  # accept codewords within this many raw bits (the code corrects 4)
+        max_corrections=3,  # accept codewords this close (code corrects 4; marker_reader.MAX_CORRECTIONS)
     )
     c.render = render_defaults()
     c.texture = texture_defaults()
