@@ -149,7 +149,7 @@ class TransformNet(nn.Module):
         for i in range(self.num_residual):
             x = layers.ResidualBlock(4 * w, norm_fn=norm_fn, name=f"res{i}")(x, *style_args)
         for i, f in enumerate((2 * w, w)):
-            x = conv.PaddedConv(f, 3, name=f"up{i}")(layers.upsample_nearest(x))
+            x = conv.PaddedConv(f, 3, upsample=2, name=f"up{i}")(x)
             x = self._norm_relu(x, f"norm_up{i}", style_args)
         return nn.sigmoid(conv.PaddedConv(3, 9, name="conv_out")(x))
 

@@ -101,7 +101,7 @@ class SuperResNet(nn.Module):
         if self.upsample == "subpixel":
             y = conv.PaddedConv(4 * self.width, 3, name=f"up{stage}")(x)
             return layers.pixel_shuffle(y, 2)
-        return conv.PaddedConv(self.width, 3, name=f"up{stage}")(layers.upsample_nearest(x))
+        return conv.PaddedConv(self.width, 3, upsample=2, name=f"up{stage}")(x)
 
 
 def receptive_radius(*, scale: int, num_residual: int, out_kernel: int = 9) -> int:

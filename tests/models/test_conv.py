@@ -138,6 +138,37 @@ def test_padded_conv_takes_the_space_to_depth_path_with_unchanged_parameters():
     assert "f32[5,5,12,24]" not in str(jax.make_jaxpr(padded.apply)(params, odd))
 
 
+@pytest.mark.parametrize("mode", ["reflect", "circular", "zero"])
+@pytest.mark.parametrize("hw", [(1, 1), (5, 7), (12, 9)])
+def test_upsample_conv_values_and_gradients_match_upsample_pad_and_valid_conv(mode, hw):
+    """The four-phase form equals a 3x3 VALID conv of the padded 2x nearest upsampling."""
+    x, kernel = _x((2, *hw, 3)), _x((3, 3, 3, 4), seed=1)
+    np_mode = {"reflect": "reflect", "circular": "wrap", "zero": "constant"}[mode]
+
+    def reference(x, kernel):
+        up = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+        up = jnp.pad(up, ((0, 0), (1, 1), (1, 1), (0, 0)), mode=np_mode)
+        return _lax_conv(up, kernel, (1, 1), "VALID")
+
+    ours = lambda x, k: conv.upsample_conv(x, k, mode)
+    _assert_values_and_grads_equal(ours, reference, (x, kernel))
+    assert conv.upsample_conv(x, kernel, mode).shape == (2, 2 * hw[0], 2 * hw[1], 4)
+
+
+def test_padded_conv_upsample_has_the_parameters_of_resize_then_conv():
+    x = _x((1, 6, 5, 8))
+    resize_then_conv = conv.PaddedConv(4, 3)
+    params = resize_then_conv.init(jax.random.key(0), jnp.repeat(jnp.repeat(x, 2, 1), 2, 2))
+    fused = conv.PaddedConv(4, 3, upsample=2)
+    assert jax.tree.map(jnp.shape, fused.init(jax.random.key(0), x)) == jax.tree.map(
+        jnp.shape, params
+    )
+    want = resize_then_conv.apply(params, jnp.repeat(jnp.repeat(x, 2, 1), 2, 2))
+    np.testing.assert_allclose(fused.apply(params, x), want, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="upsamples only by 2"):
+        conv.PaddedConv(4, 5, upsample=2).init(jax.random.key(0), x)
+
+
 def test_reflect_padding_too_small_input_is_a_clear_error():
     with pytest.raises(ValueError, match="too small"):
         conv.PaddedConv(4, 9).init(jax.random.key(0), jnp.zeros((1, 4, 4, 3)))
