@@ -240,3 +240,39 @@ def test_phase_kernel_initialisation_has_the_fan_in_of_the_4x4_kernel():
     assert params["phase_kernel"].shape == (2, 2, 2, 2, 64, 64)
     # lecun_normal: std 1 / sqrt(fan_in), fan_in = 4 * 4 * 64 as for a [4, 4, 64, F] kernel.
     assert abs(float(jnp.std(params["phase_kernel"])) * 32.0 - 1.0) < 0.05
+
+
+# ----------------------------------------------------------------------------- winograd
+
+
+@pytest.mark.parametrize("tile", [2, 4])
+@pytest.mark.parametrize(
+    ("shape", "features"),
+    [((2, 7, 9, 3), 5), ((1, 13, 6, 16), 8), ((1, 1, 2, 4), 2), ((1, 10, 12, 32), 24)],
+)
+def test_winograd_conv3x3_values_and_gradients_match_lax(shape, features, tile):
+    """Any H, W (tiles overhang and are cropped); autodiff through the transforms too."""
+    x = _x(shape)
+    kernel = _x((3, 3, shape[-1], features), seed=1) / np.sqrt(9 * shape[-1])
+    ours = lambda x, kernel: conv.winograd_conv3x3(x, kernel, tile)
+    reference = lambda x, kernel: _lax_conv(x, kernel, (1, 1), "SAME")
+    _assert_values_and_grads_equal(ours, reference, (x, kernel))
+
+
+@pytest.mark.parametrize("tile", [2, 4])
+def test_winograd_conv_with_a_transformed_kernel_matches_lax(tile):
+    x, kernel = _x((1, 11, 5, 128)), _x((3, 3, 128, 256), seed=1) / np.sqrt(9 * 128)
+    u = conv.winograd_kernel(kernel, tile)
+    assert len(u) == (tile + 2) ** 2 and conv.winograd_tile(u) == tile
+    np.testing.assert_allclose(
+        jax.jit(conv.winograd_conv)(x, u), _lax_conv(x, kernel, (1, 1), "SAME"), atol=1e-4
+    )
+
+
+def test_winograd_pays_on_wide_layers_with_small_maps_only():
+    assert conv.winograd_pays((1, 32, 32, 512), 512, 4)
+    assert conv.winograd_pays((1, 128, 128, 128), 128, 4)
+    assert not conv.winograd_pays((1, 256, 256, 128), 128, 4)  # A large map.
+    assert not conv.winograd_pays((1, 64, 64, 64), 128, 4)  # Few channels.
+    assert conv.winograd_pays((1, 64, 64, 128), 256, 2)
+    assert not conv.winograd_pays((1, 128, 128, 128), 256, 2)

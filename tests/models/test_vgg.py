@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from neural_synth.models import vgg
+from neural_synth.models import conv, vgg
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +107,49 @@ def test_frozen_path_gives_same_image_gradient_and_no_weight_gradient(vgg16):
     )
     w_grad = jax.grad(loss)(frozen, x)["params"]["conv1_1"]["kernel"]
     assert float(jnp.abs(w_grad).max()) == 0.0
+
+
+@pytest.mark.parametrize("tile", [2, 4])
+def test_frozen_winograd_conv_gradient_matches_autodiff_of_the_plain_conv(tile):
+    rng = np.random.default_rng(6)
+    x = jnp.asarray(rng.normal(size=(1, 9, 7, 128)), jnp.float32)
+    kernel = jnp.asarray(rng.normal(size=(3, 3, 128, 256)) / np.sqrt(9 * 128), jnp.float32)
+    u = conv.winograd_kernel(kernel, tile)
+    u_t = conv.winograd_kernel(vgg.backward_kernel(kernel), tile)
+    loss = lambda fn: lambda x: jnp.sum(jnp.sin(fn(x)))
+    frozen = lambda x: vgg.frozen_conv(x, u, u_t)
+    plain = lambda x: vgg._conv(x, kernel)
+    np.testing.assert_allclose(jax.jit(frozen)(x), plain(x), rtol=1e-4, atol=1e-4)
+    got = jax.jit(jax.grad(loss(frozen)))(x)
+    np.testing.assert_allclose(got, jax.grad(loss(plain))(x), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("tile", [0, 2, 4])
+def test_frozen_vgg19_with_winograd_kernels_matches_the_plain_network(tile):
+    """Maps of 11x15 (conv3_x) and 5x7 (conv4_1) take the Winograd path when frozen with it."""
+    module = vgg.VGG(arch="vgg19", pooling="avg")
+    params = vgg.random_params("vgg19", ("relu4_1",), seed=7)
+    frozen = vgg.freeze({"params": params}, winograd_tile=tile)[vgg.FROZEN]
+    assert ("winograd" in frozen["conv3_1"]) == (tile > 0)
+    assert ("winograd" in frozen["conv2_2"]) == (tile == 4)  # 128 -> 128 channels.
+    assert "winograd" not in frozen["conv2_1"]  # 64 -> 128 channels.
+    frozen = {"params": params, vgg.FROZEN: frozen}
+    x = jax.random.uniform(jax.random.key(8), (1, 44, 60, 3))
+
+    def loss(variables, image):
+        out = module.apply(variables, image, layers=("relu3_1", "relu4_1"))
+        return sum(jnp.sum(jnp.sin(a)) for a in out.values())
+
+    plain = {"params": params}
+    np.testing.assert_allclose(jax.jit(loss)(frozen, x), loss(plain, x), rtol=1e-4)
+    g_plain = jax.jit(jax.grad(loss, argnums=1))(plain, x)
+    g_frozen = jax.jit(jax.grad(loss, argnums=1))(frozen, x)
+    np.testing.assert_allclose(
+        g_frozen, g_plain, rtol=1e-3, atol=1e-4 * float(jnp.abs(g_plain).max())
+    )
+    xla_convs = 9 - {0: 0, 2: 5, 4: 6}[tile]  # Of conv1_1 .. conv4_1, forward and backward.
+    jaxpr = str(jax.make_jaxpr(jax.grad(loss, argnums=1))(frozen, x))
+    assert jaxpr.count("conv_general_dilated") == 2 * xla_convs
 
 
 def test_adaptive_avg_pool_matches_loop():
