@@ -20,9 +20,10 @@ collection holding each kernel flipped and transposed once, outside jit. With it
 each convolution uses a custom VJP that computes only the input gradient, with
 that precomputed kernel: no weight gradients are ever formed, and XLA:CPU keeps
 its fast convolution path inside `lax.scan`/`while_loop` (PERF_NOTES pitfall 3).
-Layers with 128 or more channels on maps up to 128^2 run both passes as Winograd
-F(4x4, 3x3) convolutions (`conv.winograd_conv`, 1.1-2.8x faster there) with
-kernels that `freeze` transforms once too.
+Layers with 128 or more channels in and out, on maps of at most 128 pixels per
+channel (`conv.winograd_pays`), run both passes as Winograd F(4x4, 3x3)
+convolutions (`conv.winograd_conv`, 1.1-2.8x faster there) with kernels that
+`freeze` transforms once too.
 
 References: Simonyan & Zisserman, "Very Deep Convolutional Networks for
 Large-Scale Image Recognition", ICLR 2015.

@@ -8,7 +8,8 @@ update from the *old* mu; since the donated mu is overwritten in place, XLA
 copies every mu leaf first (208 MB per step for the U-Net256). With `b1` read
 from the state at run time nothing is folded or recomputed: one loop per
 moment and one for the parameters, no copies. On the U-Net256's 54M
-parameters: 112 -> 63 ms per update, pix2pix batch-1 step 9-14% faster
+parameters: 147 -> 67 ms per update (112 -> 63 ms with the malloc tunables
+of `scripts.train`), pix2pix batch-1 step 9-14% faster
 (`benchmarks/RESULTS.md`). With b1 = 0.9 plain `optax.adam` is not copied.
 """
 
