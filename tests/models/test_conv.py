@@ -1,6 +1,7 @@
 """Convolutions: every fast path equals `lax.conv_general_dilated` (values and gradients),
 padded convs equal their VALID form, the phase transposed conv equals torch's."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -53,9 +54,10 @@ def _path(fn, *args) -> str:
         ((1, 40, 36, 5), 4, 3, (2, 2), ((1, 1), (1, 1)), "im2col"),  # 360 positions
         ((2, 5, 7, 6), 2, 3, (1, 1), ((0, 1), (1, 0)), "im2col"),  # a small phase convolution
         ((2, 40, 36, 5), 4, 3, (1, 1), ((1, 1), (1, 1)), "tap_grad"),  # 2 x 39 x 35 positions
-        ((1, 64, 48, 3), 4, 8, (2, 2), ((1, 1), (1, 1)), "tap_grad"),  # strided, 3 channels in
+        ((1, 64, 48, 3), 4, 8, (2, 2), ((1, 1), (1, 1)), "xla"),  # strided, 3 channels in
         ((1, 30, 33, 6), 2, 3, (1, 1), ((1, 0), (0, 1)), "tap_grad"),  # a phase convolution
-        ((1, 24, 24, 20), 3, 24, (1, 1), ((1, 1), (1, 1)), "xla"),  # wide and large
+        ((1, 24, 24, 20), 3, 24, (1, 1), ((1, 1), (1, 1)), "tap_grad"),  # wide and large
+        ((2, 48, 41, 6), 3, 5, (2, 2), ((0, 1), (1, 1)), "tap_grad"),  # strided, uneven padding
     ],
 )
 def test_conv2d_values_and_gradients_match_lax(shape, kernel, features, strides, padding, path):
@@ -67,7 +69,7 @@ def test_conv2d_values_and_gradients_match_lax(shape, kernel, features, strides,
     _assert_values_and_grads_equal(ours, lambda x, k: _lax_conv(x, k, strides, padding), (x, k))
 
 
-@pytest.mark.parametrize(("hw", "strides"), [((5, 7), 2), ((40, 36), 1)])  # im2col, tap_grad
+@pytest.mark.parametrize(("hw", "strides"), [((5, 7), 2), ((40, 36), 1)])  # im2col, xla
 def test_conv_module_equals_lax_conv_plus_bias(hw, strides):
     x = _x((2, *hw, 3))
     mod = conv.Conv(4, 4, strides=strides, padding=1)
@@ -79,6 +81,33 @@ def test_conv_module_equals_lax_conv_plus_bias(hw, strides):
     )
     ours = lambda x, kernel, bias: mod.apply({"params": {"kernel": kernel, "bias": bias}}, x)
     _assert_values_and_grads_equal(ours, reference, (x, params["kernel"], params["bias"]))
+
+
+@pytest.mark.parametrize(
+    ("hw", "strides"), [((9, 8), 1), ((24, 24), 2), ((23, 26), 2), ((6, 7), 2)]
+)
+def test_same_conv_equals_flax_conv(hw, strides):
+    """padding='SAME' gives `nn.Conv`'s outputs and gradients with the same parameters."""
+    x = _x((2, *hw, 6))
+    mod = conv.Conv(5, 3, strides=strides, padding="SAME")
+    params = mod.init(jax.random.key(0), x)["params"]
+    flax_conv = nn.Conv(5, (3, 3), strides=(strides, strides))
+    assert jax.tree.map(jnp.shape, flax_conv.init(jax.random.key(0), x)["params"]) == jax.tree.map(
+        jnp.shape, params
+    )
+    ours = lambda x, kernel: mod.apply({"params": {"kernel": kernel, "bias": params["bias"]}}, x)
+    reference = lambda x, kernel: flax_conv.apply(
+        {"params": {"kernel": kernel, "bias": params["bias"]}}, x
+    )
+    _assert_values_and_grads_equal(ours, reference, (x, params["kernel"]))
+
+
+@pytest.mark.parametrize(
+    ("size", "k", "s"), [(24, 3, 2), (23, 3, 2), (9, 3, 1), (10, 4, 2), (5, 1, 3)]
+)
+def test_same_padding_matches_lax(size, k, s):
+    want = jax.lax.padtype_to_pads((size,), (k,), (s,), "SAME")[0]
+    assert conv.same_padding(size, k, s) == tuple(want)
 
 
 # ----------------------------------------------------------------------------- padded conv
