@@ -45,7 +45,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from neural_synth.models import probes
+from neural_synth.models import conv, probes
 
 # (repeats, kernel, stride, expand ratio, input width, output width) per stage.
 STAGES = (
@@ -156,13 +156,6 @@ def lite_input(images: jax.Array) -> jax.Array:
     return (images - mean) / std
 
 
-def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
-    """TensorFlow 'SAME' padding (before, after) of one axis: output ceil(size / stride)."""
-    out = -(-size // stride)
-    total = max((out - 1) * stride + kernel - size, 0)
-    return total // 2, total - total // 2
-
-
 def depthwise_conv(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
     """Per-channel k x k convolution, TF 'SAME': x [B, H, W, C], kernel [k, k, 1, C].
 
@@ -175,7 +168,7 @@ def depthwise_conv(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
     to 0.25 s per batch of 16 at 224x224.
     """
     k = kernel.shape[0]
-    (top, bottom), (left, right) = (same_padding(n, k, stride) for n in x.shape[1:3])
+    (top, bottom), (left, right) = (conv.same_padding(n, k, stride) for n in x.shape[1:3])
     xp = jnp.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
     out_h, out_w = -(-x.shape[1] // stride), -(-x.shape[2] // stride)
     out = None
@@ -270,8 +263,8 @@ class EfficientNetLite0(nn.Module):
         if name.endswith("_expand"):
             return act(ConvBN(spec.hidden, 1, name=name)(x))
         if name.endswith("_dw"):
-            conv = ConvBN(spec.hidden, spec.kernel, spec.stride, depthwise=True, name=name)
-            return act(conv(x))
+            layer = ConvBN(spec.hidden, spec.kernel, spec.stride, depthwise=True, name=name)
+            return act(layer(x))
         y = ConvBN(spec.out_width, 1, name=f"{name}_project")(x)
         return y + block_input if spec.shortcut else y
 

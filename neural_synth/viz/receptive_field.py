@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from neural_synth.models import efficientnet
+from neural_synth.models import conv
 from neural_synth.viz import classifiers
 
 
@@ -61,7 +61,7 @@ def field(geometry, length: int) -> Field:
     size, jump, start, n = 1, 1, 0, length
     for kernel, stride, padding in geometry:
         if padding == "SAME":
-            before = efficientnet.same_padding(n, kernel, stride)[0]
+            before = conv.same_padding(n, kernel, stride)[0]
             n = -(-n // stride)
         elif padding == "VALID":
             before, n = 0, (n - kernel) // stride + 1
