@@ -3,10 +3,12 @@
 - `PaddedConv`: reflection / circular / zero padded convolution, written so that
   XLA:CPU takes its fast padded-convolution path (PERF_NOTES pitfall 1).
 - `conv2d`: the zero-padded convolution engine. Small maps run as one matrix
-  product of gathered patches (im2col), layers with few channels get a kernel
-  gradient computed tap by tap (a `jax.custom_vjp`), other layers use XLA's
-  convolution; values and gradients equal `lax.conv_general_dilated`'s.
-- `Conv`: a zero-padded convolution module through `conv2d`.
+  product of gathered patches (im2col), layers reading 3-4 channels use XLA's
+  convolution, all others XLA's forward pass with a kernel gradient computed
+  tap by tap (a `jax.custom_vjp`); values and gradients equal
+  `lax.conv_general_dilated`'s.
+- `Conv`: a zero-padded convolution module through `conv2d` (padding='SAME'
+  reproduces `nn.Conv`; `same_padding` gives that padding per axis).
 - `PhaseConvTranspose`: PyTorch's `ConvTranspose2d(4, 2, 1)` computed as four
   2x2 sub-pixel ("phase") convolutions through `conv2d` (PERF_NOTES pitfall 2),
   its kernel stored phase by phase; `to_standard_kernel` gives the usual 4x4
@@ -252,7 +254,8 @@ def upsample_conv(x: jax.Array, kernel: jax.Array, padding: str) -> jax.Array:
 # convolution for the forward pass and input gradient and the kernel gradient
 # tap by tap. Whole steps, tap-wise against XLA's kernel gradients on layers of
 # more than 16 channels: pix2pix 1.52 -> 1.35 s (batch 1), 10.8 -> 9.4 s
-# (batch 8); the marker step 344 -> 303 ms.
+# (batch 8); the marker step ~6% (old and new checkouts alternated, medians
+# 425 -> 401 ms; within this machine's drift in single runs).
 
 IM2COL_MAX_POSITIONS = 512  # B * out_h * out_w up to which im2col is faster.
 XLA_GRAD_MAX_IN_CHANNELS = 4  # Layers reading at most this many channels keep XLA's gradients.
