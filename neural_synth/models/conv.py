@@ -1,11 +1,13 @@
 """Convolution layers, written the way XLA:CPU runs them fastest (see PERF_NOTES).
 
-- `PaddedConv`: reflection / circular / zero padded convolution, written so that
-  XLA:CPU takes its fast padded-convolution path (PERF_NOTES pitfall 1).
+- `PaddedConv`: reflection / circular / zero padded convolution through `conv2d`.
 - `conv2d`: the zero-padded convolution engine. Small maps run as one matrix
-  product of gathered patches (im2col), layers reading 3-4 channels use XLA's
+  product of gathered patches (im2col); 4x4 stride-2 kernels as 2x2 stride-1
+  ones over 2x2 pixel blocks; 3x3 stride-1 layers of >= 128 channels on small
+  maps as Winograd F(4x4, 3x3); layers reading 3-4 channels use XLA's
   convolution, all others XLA's forward pass with a kernel gradient computed
-  tap by tap (a `jax.custom_vjp`); values and gradients equal
+  tap by tap (a `jax.custom_vjp`); unpadded (VALID) convolutions are padded and
+  cropped (PERF_NOTES pitfall 1). Values and gradients equal
   `lax.conv_general_dilated`'s.
 - `Conv`: a zero-padded convolution module through `conv2d` (padding='SAME'
   reproduces `nn.Conv`; `same_padding` gives that padding per axis).
@@ -63,13 +65,12 @@ def pad(x: jax.Array, amount: int, mode: str) -> jax.Array:
 class PaddedConv(nn.Module):
     """Convolution with `kernel_size // 2` padding of the given mode.
 
-    Output size: ceil(H / strides) for odd kernels (H for stride 1). Reflect and
-    circular padding are followed by a convolution that adds `strides` zero
-    pixels per side itself, and the one extra output per side is cropped: the
-    same result as an unpadded (VALID) convolution, which XLA:CPU runs 1.7-40x
-    slower (PERF_NOTES pitfall 1). Large stride-1 kernels on few input
-    channels (the 7x7 and 9x9 input layers of image-to-image networks) run in
-    space-to-depth form (`space_to_depth_conv`).
+    Output size: ceil(H / strides) for odd kernels (H for stride 1). The padded
+    map's unpadded (VALID) convolution runs through `conv2d`, so these layers
+    get the engine's fast paths (its kernel gradients, Winograd for wide 3x3
+    layers); 'zero' pads like `nn.Conv`'s 'SAME'. Large stride-1 kernels on
+    few input channels (the 7x7 and 9x9 input layers of image-to-image
+    networks) run in space-to-depth form (`space_to_depth_conv`).
 
     `upsample=2` (3x3 stride-1 kernels only) convolves the 2x nearest-neighbour
     upsampling of x, the resize-convolution, computed on x itself as four 2x2
@@ -94,25 +95,17 @@ class PaddedConv(nn.Module):
         if self.upsample != 1:
             if (self.upsample, k, s) != (2, 3, 1):
                 raise ValueError("PaddedConv upsamples only by 2, with a 3x3 stride-1 kernel.")
-            return self._fast(x, lambda kernel: upsample_conv(x, kernel, self.padding))
+            return self._conv(x, lambda kernel: upsample_conv(x, kernel, self.padding))
         if _space_to_depth_pays(x.shape, k, s):
             z = pad(x, p, self.padding)
-            return self._fast(x, lambda kernel: space_to_depth_conv(z, kernel, S2D_BLOCK))
-        conv = nn.Conv(
-            self.features,
-            (k, k),
-            strides=(s, s),
-            padding="SAME" if self.padding == "zero" else ((s, s), (s, s)),
-            use_bias=self.use_bias,
-            kernel_init=self.kernel_init,
-        )
+            return self._conv(x, lambda kernel: space_to_depth_conv(z, kernel, S2D_BLOCK))
         if self.padding == "zero":
-            return conv(x)
-        x = pad(x, p, self.padding)
-        out_h, out_w = ((n - k) // s + 1 for n in x.shape[1:3])  # What VALID would give.
-        return conv(x)[:, 1 : 1 + out_h, 1 : 1 + out_w]
+            padding = tuple(same_padding(n, k, s) for n in x.shape[1:3])  # nn.Conv's 'SAME'.
+        else:
+            x, padding = pad(x, p, self.padding), ((0, 0), (0, 0))
+        return self._conv(x, lambda kernel: conv2d(x, kernel, (s, s), padding))
 
-    def _fast(self, x: jax.Array, conv_fn: Callable) -> jax.Array:
+    def _conv(self, x: jax.Array, conv_fn: Callable) -> jax.Array:
         """`conv_fn(kernel)` plus bias, with the parameters `nn.Conv` would have made."""
         kernel, bias = _ConvParams(
             self.features, self.kernel_size, self.use_bias, self.kernel_init, name="Conv_0"
@@ -171,16 +164,24 @@ def space_to_depth_conv(z: jax.Array, kernel: jax.Array, block: int) -> jax.Arra
     of the input's r x r blocks, stacked into channels. H and W must be
     multiples of `block`; values equal `lax.conv_general_dilated` (VALID).
     """
-    k, _, c, f = kernel.shape
-    r, nb = block, _num_blocks(kernel.shape[0], block)
+    k, f = kernel.shape[0], kernel.shape[-1]
+    r, nb = block, _num_blocks(k, block)
     b, h, w = z.shape[0], z.shape[1] - k + 1, z.shape[2] - k + 1
     rows, cols = h // r + nb - 1, w // r + nb - 1  # Input blocks needed.
     z = jnp.pad(z, ((0, 0), (0, rows * r - z.shape[1]), (0, cols * r - z.shape[2]), (0, 0)))
-    z = z.reshape(b, rows, r, cols, r, c).transpose(0, 1, 3, 2, 4, 5).reshape(b, rows, cols, -1)
+    z = space_to_depth(z, r)
     # Zero padding 1 + crop: XLA:CPU's fast padded path, not VALID (PERF_NOTES pitfall 1).
     y = _xla_conv(z, space_to_depth_kernel(kernel, r), (1, 1), ((1, 1), (1, 1)))
     y = y[:, 1 : 1 + h // r, 1 : 1 + w // r].reshape(b, h // r, w // r, r, r, f)
     return y.transpose(0, 1, 3, 2, 4, 5).reshape(b, h, w, f)
+
+
+def space_to_depth(x: jax.Array, block: int) -> jax.Array:
+    """[B, H, W, C] -> [B, H / r, W / r, r * r * C], channels ordered (row phase, column phase, C)."""
+    b, h, w, c = x.shape
+    r = block
+    x = x.reshape(b, h // r, r, w // r, r, c).transpose(0, 1, 3, 2, 4, 5)
+    return x.reshape(b, h // r, w // r, r * r * c)
 
 
 def _num_blocks(kernel_size: int, block: int) -> int:
@@ -256,6 +257,22 @@ def upsample_conv(x: jax.Array, kernel: jax.Array, padding: str) -> jax.Array:
 # more than 16 channels: pix2pix 1.52 -> 1.35 s (batch 1), 10.8 -> 9.4 s
 # (batch 8); the marker step ~6% (old and new checkouts alternated, medians
 # 425 -> 401 ms; within this machine's drift in single runs).
+#
+# Session 6, on a 2-core AMD EPYC with AVX-512 (old and new code alternated in
+# one process; this machine's speed drifts by up to ~1.4x, so single figures
+# mean little): 4x4 stride-2 layers as 2x2 convolutions over 2x2 pixel blocks
+# run their forward pass at XLA:CPU's stride-1 speed (U-Net 4x4 64 -> 128 on
+# 128^2, batch 1: fwd+bwd 33 -> 28 ms; 128 -> 256 on 64^2: 27 -> 26, forward
+# 15 -> 10 ms; batch 8, 128 -> 256 from 128^2: fwd+bwd 572 -> 512 ms); the
+# pix2pix step at batch 8 went 8.8 -> 7.8 s, batch 1 level (1.03 vs 1.01 s,
+# 12 rounds). The same blocking of 3x3 stride-2 layers (16/9 the FLOPs) was
+# slower on every layer measured and is not used; nor for 3-channel inputs
+# (8.2 -> 12.4 ms). Winograd F(4x4, 3x3) with its own VJP (the input gradient
+# is a Winograd convolution too, the kernel gradient tap by tap; autodiff
+# through the transforms was 4-5x slower than the forward pass) on 3x3 layers
+# of 128-256 channels: fwd+bwd 130 -> 105 ms (128 channels, 128^2, batch 1),
+# 226 -> 172 ms (256 channels, 32^2, batch 8); Johnson's net at 512^2 622 ->
+# 466 ms per image (its residual blocks).
 
 IM2COL_MAX_POSITIONS = 512  # B * out_h * out_w up to which im2col is faster.
 XLA_GRAD_MAX_IN_CHANNELS = 4  # Layers reading at most this many channels keep XLA's gradients.
@@ -280,14 +297,52 @@ def conv2d(x: jax.Array, kernel: jax.Array, strides: tuple, padding: tuple) -> j
     The values and gradients of `lax.conv_general_dilated`, computed the way
     XLA:CPU runs fastest for the layer (see the comment above).
     """
-    kh, kw = kernel.shape[:2]
+    kh, kw, c, f = kernel.shape
     out_h = (x.shape[1] + sum(padding[0]) - kh) // strides[0] + 1
     out_w = (x.shape[2] + sum(padding[1]) - kw) // strides[1] + 1
     if x.shape[0] * out_h * out_w <= IM2COL_MAX_POSITIONS:
         return _im2col_conv(x, kernel, strides, padding, (out_h, out_w))
-    if x.shape[-1] <= XLA_GRAD_MAX_IN_CHANNELS:
+    if _blocks_pay(kernel.shape, strides):
+        return _blocked_conv(x, kernel, strides[0], padding, (out_h, out_w))
+    if _winograd_applies((out_h, out_w, c), kernel.shape, strides, padding):
+        return _winograd_conv(x, kernel, padding)
+    if not any(padding[0]) and not any(padding[1]):  # VALID: XLA:CPU's slow path (pitfall 1).
+        (sh, sw) = strides  # Zero padding of one stride: one more output per side, cropped.
+        y = conv2d(x, kernel, strides, ((sh, sh), (sw, sw)))
+        return y[:, 1 : 1 + out_h, 1 : 1 + out_w]
+    if c <= XLA_GRAD_MAX_IN_CHANNELS:
         return _xla_conv(x, kernel, strides, padding)
     return _conv_tap_grad(x, kernel, strides, padding)
+
+
+def _blocks_pay(kernel_shape, strides) -> bool:
+    """Strided kernels whose sides the stride divides (4x4 stride 2), on more than 4 channels."""
+    kh, kw, c, _ = kernel_shape
+    s = strides[0]
+    return s == strides[1] > 1 and kh % s == kw % s == 0 and c > XLA_GRAD_MAX_IN_CHANNELS
+
+
+def _blocked_conv(x, kernel, s: int, padding, out_hw) -> jax.Array:
+    """A stride-s convolution as a stride-1 one over s x s pixel blocks (space to depth).
+
+    With kh = s * nb, output row i reads the padded input's rows s * i ..
+    s * (i + nb) - 1: blocks i .. i + nb - 1. So it is an nb x nb convolution
+    (`blocked_kernel`) of the blocks, stacked into s * s * C channels: the same
+    values and FLOPs, at XLA:CPU's stride-1 speed.
+    """
+    (oh, ow), (kh, kw) = out_hw, kernel.shape[:2]
+    rows, cols = s * oh + kh - s, s * ow + kw - s  # Padded input rows and columns read.
+    (top, _), (left, _) = padding
+    bottom, right = max(rows - top - x.shape[1], 0), max(cols - left - x.shape[2], 0)
+    xp = jnp.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))[:, :rows, :cols]
+    return conv2d(space_to_depth(xp, s), blocked_kernel(kernel, s), (1, 1), ((0, 0), (0, 0)))
+
+
+def blocked_kernel(kernel: jax.Array, s: int) -> jax.Array:
+    """[s * nh, s * nw, C, F] -> [nh, nw, s * s * C, F]: entry (a, b, (q, r, c)) holds tap (s * a + q, s * b + r)."""
+    kh, kw, c, f = kernel.shape
+    k = kernel.reshape(kh // s, s, kw // s, s, c, f)
+    return k.transpose(0, 2, 1, 3, 4, 5).reshape(kh // s, kw // s, s * s * c, f)
 
 
 def _windows(x, shape, strides, padding, out_hw) -> list[jax.Array]:
@@ -327,6 +382,42 @@ def _conv_tap_grad_bwd(strides, padding, residuals, g):
 
 
 _conv_tap_grad.defvjp(_conv_tap_grad_fwd, _conv_tap_grad_bwd)
+
+
+def _winograd_applies(out_hwc, kernel_shape, strides, padding) -> bool:
+    return (
+        kernel_shape[:2] == (3, 3)
+        and strides == (1, 1)
+        and max(max(padding[0]), max(padding[1])) <= 2
+        and winograd_pays((1, *out_hwc), kernel_shape[-1], WINOGRAD_TILE)
+    )
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _winograd_conv(x, kernel, padding):
+    """A 3x3 stride-1 convolution by Winograd in both passes, its kernel gradient tap by tap."""
+    return _padded_winograd(x, kernel, padding)
+
+
+def _padded_winograd(x, kernel, padding):
+    xp = jnp.pad(x, ((0, 0), tuple(padding[0]), tuple(padding[1]), (0, 0)))
+    return winograd_valid(xp, winograd_kernel(kernel, WINOGRAD_TILE))
+
+
+def _winograd_conv_fwd(x, kernel, padding):
+    return _padded_winograd(x, kernel, padding), (x, kernel)
+
+
+def _winograd_conv_bwd(padding, residuals, g):
+    # Autodiff through the transforms ran 4-5x slower than the forward pass; the
+    # input gradient is itself a 3x3 convolution (flipped kernel, channels swapped).
+    x, kernel = residuals
+    back = tuple((2 - before, 2 - after) for before, after in padding)
+    dx = _padded_winograd(g, kernel[::-1, ::-1].transpose(0, 1, 3, 2), back)
+    return dx, kernel_grad(x, g, kernel.shape, (1, 1), padding)
+
+
+_winograd_conv.defvjp(_winograd_conv_fwd, _winograd_conv_bwd)
 
 
 def kernel_grad(x, g, shape, strides, padding) -> jax.Array:
@@ -469,6 +560,7 @@ WINOGRAD_MATRICES = {
         ((1, 1, 1, 1, 1, 0), (0, 1, -1, 2, -2, 0), (0, 1, 1, 4, 4, 0), (0, 1, -1, 8, -8, 1)),
     ),
 }
+WINOGRAD_TILE = 4  # The tile `conv2d` uses where `winograd_pays`.
 WINOGRAD_MIN_CHANNELS = 128  # Both channel counts at least this.
 # Per tile size: (most pixels H * W per channel of the smaller count, least larger count).
 WINOGRAD_LIMITS = {2: (64, 256), 4: (128, 128)}
@@ -513,17 +605,22 @@ def winograd_kernel(kernel: jax.Array, tile: int) -> tuple[jax.Array, ...]:
 
 def winograd_conv(x: jax.Array, u: tuple[jax.Array, ...]) -> jax.Array:
     """3x3 SAME conv of x [B, H, W, C] with u = `winograd_kernel(kernel, m)` -> [B, H, W, F]."""
+    return winograd_valid(jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))), u)
+
+
+def winograd_valid(z: jax.Array, u: tuple[jax.Array, ...]) -> jax.Array:
+    """Unpadded 3x3 conv of z [B, H + 2, W + 2, C] with u = `winograd_kernel(kernel, m)` -> [B, H, W, F]."""
     m = winograd_tile(u)
     bt, _, at = WINOGRAD_MATRICES[m]
-    b, h, w, c = x.shape
+    b, h, w, c = z.shape[0], z.shape[1] - 2, z.shape[2] - 2, z.shape[3]
     th, tw = -(-h // m), -(-w // m)  # Tiles; the last ones may overhang and are cropped.
-    x = jnp.pad(x, ((0, 0), (1, m * th - h + 1), (1, m * tw - w + 1), (0, 0)))
-    rows = [_combine(r, _tile_slices(x, m, th, axis=1)) for r in bt]  # B^T d
+    z = jnp.pad(z, ((0, 0), (0, m * th - h), (0, m * tw - w), (0, 0)))
+    rows = [_combine(r, _tile_slices(z, m, th, axis=1)) for r in bt]  # B^T d
     v = [_combine(s, _tile_slices(r, m, tw, axis=2)) for r in rows for s in bt]  # ... B
     prods = [jnp.dot(vi.reshape(-1, c), u[i]).reshape(b, th, tw, -1) for i, vi in enumerate(v)]
     a = m + 2
-    z = [[_combine(ai, prods[s::a]) for s in range(a)] for ai in at]  # A^T M
-    y = jnp.stack([jnp.stack([_combine(aj, zi) for aj in at], axis=3) for zi in z], axis=2)
+    y = [[_combine(ai, prods[s::a]) for s in range(a)] for ai in at]  # A^T M
+    y = jnp.stack([jnp.stack([_combine(aj, yi) for aj in at], axis=3) for yi in y], axis=2)
     return y.reshape(b, m * th, m * tw, -1)[:, :h, :w]  # ... A, tiles to pixels
 
 

@@ -1,6 +1,8 @@
 """Convolutions: every fast path equals `lax.conv_general_dilated` (values and gradients),
 padded convs equal their VALID form, the phase transposed conv equals torch's."""
 
+import re
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -36,12 +38,21 @@ def _assert_values_and_grads_equal(ours, reference, args):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
 
 
-def _path(fn, *args) -> str:
-    """Which `conv2d` path `fn` takes: 'im2col', 'tap_grad' or 'xla'."""
+def _path(fn, *args, strides=(1, 1)) -> str:
+    """Which `conv2d` path `fn` takes: 'im2col', 'winograd', 'tap_grad' or 'xla'.
+
+    'blocked ...' when a strided convolution ran as a stride-1 one over pixel
+    blocks (no strided convolution is left in the program).
+    """
     jaxpr = str(jax.make_jaxpr(fn)(*args))
     if "_conv_tap_grad" in jaxpr:
-        return "tap_grad"
-    return "xla" if "conv_general_dilated" in jaxpr else "im2col"
+        path = "tap_grad"
+    elif "conv_general_dilated" in jaxpr:
+        path = "xla"
+    else:
+        return "winograd" if jaxpr.count("dot_general") > 1 else "im2col"
+    strided_convs = re.search(r"window_strides=\((\d+,\s*\d+)\)", jaxpr).group(1) != "1, 1"
+    return "blocked " + path if strides != (1, 1) and not strided_convs else path
 
 
 # ----------------------------------------------------------------------------- conv2d
@@ -55,17 +66,24 @@ def _path(fn, *args) -> str:
         ((2, 5, 7, 6), 2, 3, (1, 1), ((0, 1), (1, 0)), "im2col"),  # a small phase convolution
         ((2, 40, 36, 5), 4, 3, (1, 1), ((1, 1), (1, 1)), "tap_grad"),  # 2 x 39 x 35 positions
         ((1, 64, 48, 3), 4, 8, (2, 2), ((1, 1), (1, 1)), "xla"),  # strided, 3 channels in
+        ((1, 64, 48, 5), 4, 8, (2, 2), ((1, 1), (1, 1)), "blocked tap_grad"),  # 4x4 stride 2
+        ((3, 50, 47, 5), 6, 3, (3, 3), ((2, 1), (0, 2)), "blocked tap_grad"),  # stride 3, cropped
+        ((2, 48, 41, 6), 4, 5, (2, 2), ((0, 1), (1, 2)), "blocked tap_grad"),  # uneven padding
         ((1, 30, 33, 6), 2, 3, (1, 1), ((1, 0), (0, 1)), "tap_grad"),  # a phase convolution
         ((1, 24, 24, 20), 3, 24, (1, 1), ((1, 1), (1, 1)), "tap_grad"),  # wide and large
-        ((2, 48, 41, 6), 3, 5, (2, 2), ((0, 1), (1, 1)), "tap_grad"),  # strided, uneven padding
+        ((1, 30, 28, 6), 3, 4, (1, 1), ((0, 0), (0, 0)), "tap_grad"),  # VALID: padded and cropped
+        ((4, 31, 28, 6), 3, 4, (2, 2), ((0, 0), (0, 0)), "tap_grad"),  # strided VALID
+        ((1, 24, 24, 128), 3, 128, (1, 1), ((1, 1), (1, 1)), "winograd"),  # wide, small map
+        ((2, 48, 41, 6), 3, 5, (2, 2), ((0, 1), (1, 1)), "tap_grad"),  # 3x3 stride 2
     ],
 )
 def test_conv2d_values_and_gradients_match_lax(shape, kernel, features, strides, padding, path):
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.normal(size=shape), jnp.float32)
-    k = jnp.asarray(rng.normal(size=(kernel, kernel, shape[-1], features)), jnp.float32)
+    k = rng.normal(size=(kernel, kernel, shape[-1], features)) / np.sqrt(kernel**2 * shape[-1])
+    k = jnp.asarray(k, jnp.float32)  # Outputs ~1: Winograd F(4x4)'s error is ~2e-5 of them.
     ours = lambda x, k: conv.conv2d(x, k, strides, padding)
-    assert _path(ours, x, k) == path
+    assert _path(ours, x, k, strides=strides) == path
     _assert_values_and_grads_equal(ours, lambda x, k: _lax_conv(x, k, strides, padding), (x, k))
 
 
