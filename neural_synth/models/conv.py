@@ -424,7 +424,10 @@ def kernel_grad(x, g, shape, strides, padding) -> jax.Array:
     """d loss / d kernel [kh, kw, C, F] from input x [B, H, W, C] and output cotangent g [B, h, w, F]."""
     kh, kw, c, f = shape
     windows = _windows(x, shape, strides, padding, g.shape[1:3])
-    taps = [jnp.einsum("nhwf,nhwc->fc", g, w) for w in windows]  # kh * kw x [F, C]
+    # g as [F, positions], made once: left to XLA, every tap's product re-made
+    # this transposed copy, with g's producers (norm backward, ...) fused into each.
+    g_t = jax.lax.optimization_barrier(g.reshape(-1, f).T)
+    taps = [jnp.dot(g_t, w.reshape(-1, c)) for w in windows]  # kh * kw x [F, C]
     return jnp.stack(taps).reshape(kh, kw, f, c).transpose(0, 1, 3, 2).astype(x.dtype)
 
 
