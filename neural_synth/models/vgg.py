@@ -55,7 +55,7 @@ CONVENTIONS = {
     "caffe": dict(bgr=True, scale=255.0, mean=(103.939, 116.779, 123.68), std=(1.0, 1.0, 1.0)),
 }
 FROZEN = "frozen"  # Variable collection of precomputed backward kernels.
-WINOGRAD_TILE = conv.WINOGRAD_TILE  # `freeze`'s default Winograd tile size (see conv.winograd_pays).
+WINOGRAD_TILE = conv.WINOGRAD_TILE  # `freeze`'s default tile (see conv.winograd_pays).
 
 
 def _check_arch(arch: str) -> None:
