@@ -258,8 +258,8 @@ def upsample_conv(x: jax.Array, kernel: jax.Array, padding: str) -> jax.Array:
 # (batch 8); the marker step ~6% (old and new checkouts alternated, medians
 # 425 -> 401 ms; within this machine's drift in single runs).
 #
-# Session 6, on a 2-core AMD EPYC with AVX-512 (old and new code alternated in
-# one process; this machine's speed drifts by up to ~1.4x, so single figures
+# On a 2-core AMD EPYC with AVX-512 (old and new code alternated in one
+# process; this machine's speed drifts by up to ~1.4x, so single figures
 # mean little): 4x4 stride-2 layers as 2x2 convolutions over 2x2 pixel blocks
 # run their forward pass at XLA:CPU's stride-1 speed (U-Net 4x4 64 -> 128 on
 # 128^2, batch 1: fwd+bwd 33 -> 28 ms; 128 -> 256 on 64^2: 27 -> 26, forward
