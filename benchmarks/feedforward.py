@@ -40,6 +40,7 @@ import numpy as np
 from absl import app, flags
 
 import benchmarks
+from scripts import common
 
 _SIZES = flags.DEFINE_list("sizes", ["512", "1024", "4096"], "Square image sizes.")
 _TILE = flags.DEFINE_integer("tile", 1024, "Kept tile side of the tiled JAX runs.")
@@ -413,4 +414,5 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
+    common.restart_with_malloc_tunables()  # As scripts.train does (GLIBC_TUNABLES= to opt out).
     app.run(main)

@@ -44,6 +44,7 @@ from neural_synth.models import vgg
 from neural_synth.optimize import gatys, loop, objective
 from neural_synth.optimize import options as options_lib
 from neural_synth.optimize import problem as problem_lib
+from scripts import common
 
 _SIZES = flags.DEFINE_list("sizes", ["256", "512"], "Square image sizes to time.")
 _STEPS = flags.DEFINE_integer("steps", 10, "Steps per timed chunk / Python loop.", lower_bound=1)
@@ -316,4 +317,5 @@ def main(argv) -> int:
 
 
 if __name__ == "__main__":
+    common.restart_with_malloc_tunables()  # As scripts.train does (GLIBC_TUNABLES= to opt out).
     app.run(main)

@@ -316,4 +316,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    common.restart_with_malloc_tunables()  # As scripts.train does (GLIBC_TUNABLES= to opt out).
     app.run(main)

@@ -26,14 +26,19 @@ CACHE_ENV = "NEURAL_SYNTH_CACHE_DIR"
 SIZE_HELP = "WIDTHxHEIGHT, e.g. 640x480"
 
 
-# glibc's malloc hands XLA's per-step temporaries back to the kernel and faults
-# them in again every step (the default marker run: 41 M minor page faults,
-# 89 s of system time). Keeping them (no trimming, no mmap below 32 MiB, heap
-# on transparent huge pages) made its step 218-222 -> 195-201 ms
-# (benchmarks/RESULTS.md).
+# glibc's malloc hands XLA's per-step temporaries back to the kernel, which then
+# zeroes fresh pages for them every step. Blocks of 32 MiB or more (XLA's temp
+# buffer is 3.3 GB in the pix2pix batch-8 step) are always mmapped, from a
+# thread's arena even with mmap turned off. One arena (the main one, grown by
+# brk), no mmap and no trimming keep every block in the heap for reuse, on
+# transparent huge pages. The price: the heap keeps its peak size. Measured
+# (benchmarks/RESULTS.md): the pix2pix batch-8 step 6.0-7.0 -> 5.1-5.4 s (25% of
+# it had been the kernel clearing pages); the marker step 183-192 -> 161-165 ms
+# and its default run 6 min 38 s -> 5 min 32 s, against the earlier tunables
+# (no arena or mmap settings), which had taken it from 218-222 to 195-201 ms.
 GLIBC_MALLOC_TUNABLES = (
-    "glibc.malloc.hugetlb=1:glibc.malloc.mmap_threshold=33554432:"
-    "glibc.malloc.trim_threshold=4294967296:glibc.malloc.top_pad=268435456"
+    "glibc.malloc.hugetlb=1:glibc.malloc.arena_max=1:glibc.malloc.mmap_max=0:"
+    "glibc.malloc.trim_threshold=17179869184:glibc.malloc.top_pad=268435456"
 )
 
 
