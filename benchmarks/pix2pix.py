@@ -19,12 +19,13 @@ What is timed (U-Net256, width 64, batch norm, dropout; 70x70 PatchGAN, width
    alternately with JAX so both see the same machine load.
 
 Prints seconds per step, steps/s and the JAX / PyTorch time ratio (< 1: JAX
-faster). Two process-wide settings made the JAX step faster here (see
-benchmarks/RESULTS.md): `--noynn` (XLA:CPU's Eigen convolutions, which ran
-these 4x4 convolutions faster than YNNPACK) and, set before Python starts,
-`GLIBC_TUNABLES=glibc.malloc.hugetlb=1` (XLA allocates its ~680 MB of step
-temporaries afresh each step; with 4 KiB pages that is ~166k page faults per
-step at batch 1, with transparent huge pages ~400). The torch modules here are also the tests' reference implementations
+faster). It restarts itself with `scripts.common`'s malloc tunables, as
+`scripts.train` does (`GLIBC_TUNABLES=` to opt out): without them XLA's step
+temporaries (3.3 GB at batch 8) are fresh pages every step, and the kernel
+spent a quarter of the batch-8 step clearing them. Both frameworks run in this
+one process under the same settings. `--noynn` (XLA:CPU's Eigen convolutions
+instead of YNNPACK, process-wide) is the other setting measured in
+benchmarks/RESULTS.md. The torch modules here are also the tests' reference implementations
 (`tests/models/test_unet.py`, `test_patchgan.py`), so the benchmark compares
 the networks the tests prove equal.
 """

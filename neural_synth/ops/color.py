@@ -147,4 +147,6 @@ def adjust_gamma(images: jax.Array, gamma) -> jax.Array:
     gamma = _prepare(images, gamma, "gamma")
     positive = images > 0
     safe = jnp.where(positive, images, 1.0)
-    return _clip01(jnp.where(positive, safe**gamma, 0.0))
+    # exp(gamma log x): XLA:CPU vectorizes exp and log but calls libm's scalar
+    # powf per element (photo batch fwd+bwd 2.1 -> 0.4 ms; within 1e-6 of x ** gamma).
+    return _clip01(jnp.where(positive, jnp.exp(gamma * jnp.log(safe)), 0.0))
