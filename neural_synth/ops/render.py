@@ -404,11 +404,14 @@ def _blobs(u: jax.Array, size: int) -> jax.Array:
     batch = u.shape[0]
     image = jnp.broadcast_to(u[:, None, None, 0:3], (batch, size, size, 3))
     blobs = u[:, 3:].reshape(batch, _NUM_BLOBS, 6)
-    grid = sampler.pixel_grid(size)[None]  # [1, s, s, 2]
+    grid = sampler.pixel_grid(size)
+    xs, ys = grid[None, ..., 0], grid[None, ..., 1]  # [1, s, s]
     for k in range(_NUM_BLOBS):
-        centre = blobs[:, k, None, None, 0:2] * (size - 1.0)
+        cx, cy = (blobs[:, k, i, None, None] * (size - 1.0) for i in (0, 1))
         radius = (0.05 + 0.25 * blobs[:, k, 2]) * size
-        distance2 = jnp.sum(jnp.square(grid - centre), axis=-1)
+        # Written out, not summed over a size-2 axis: that reduction became a
+        # YNNPACK fusion 5-10x slower than XLA's own loop (3.6 -> 0.7 ms at 16 x 64^2).
+        distance2 = jnp.square(xs - cx) + jnp.square(ys - cy)
         alpha = jnp.exp(-distance2 / (2.0 * jnp.square(radius[:, None, None])))[..., None]
         image = image + alpha * (blobs[:, k, None, None, 3:6] - image)
     return image
