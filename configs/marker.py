@@ -1,6 +1,6 @@
 """Learnable visual markers (Grinchuk, Lebedev & Lempitsky, NIPS 2016).
 
-  python -m scripts.train --config=configs/marker.py            # default: 1600 steps, 5.5-12.5 min on 2 CPU cores (RESULTS.md)
+  python -m scripts.train --config=configs/marker.py            # default: 1600 steps, 5.3-12.7 min on 2 CPU cores (RESULTS.md)
   python -m scripts.train --config=configs/marker.py:full       # 2.5x the steps (~14 min, estimated)
   python -m scripts.train --config=configs/marker.py:smoke      # seconds, for tests
   python -m scripts.train --config=configs/marker.py:paper      # larger markers, GPU-sized
@@ -48,7 +48,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.render = render_defaults()
     c.texture = texture_defaults()
     c.train = dict(
-        num_steps=1600,  # reads 98.3% of 1024 moderate photos (RESULTS.md); 5.5-12.5 min on 2 cores
+        num_steps=1600,  # reads 98.3-98.9% of 1024 moderate photos (RESULTS.md); 5.3-12.7 min on 2 cores
         batch_size=32,
         learning_rate=1e-3,
         decay_fraction=0.3,  # cosine decay of the learning rate over the last 30% of steps
