@@ -25,9 +25,9 @@ temporaries (3.3 GB at batch 8) are fresh pages every step, and the kernel
 spent a quarter of the batch-8 step clearing them. Both frameworks run in this
 one process under the same settings. `--noynn` (XLA:CPU's Eigen convolutions
 instead of YNNPACK, process-wide) is the other setting measured in
-benchmarks/RESULTS.md. The torch modules here are also the tests' reference implementations
-(`tests/models/test_unet.py`, `test_patchgan.py`), so the benchmark compares
-the networks the tests prove equal.
+benchmarks/RESULTS.md. The torch modules here are also the tests' reference
+implementations (`tests/models/test_unet.py`, `test_patchgan.py`), so the
+benchmark compares the networks the tests prove equal.
 """
 
 import os
