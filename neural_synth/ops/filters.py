@@ -12,7 +12,8 @@ hold every boundary rule exactly, need no convolution with a per-example
 kernel, shard along the batch like any einsum and run at full float32
 precision. They cost O(H + W) multiply-adds per pixel, which is cheap for
 marker-sized images (<= ~256 px). Motion blur averages bilinearly translated
-copies, each translation again a pair of per-example matrices.
+copies: a per-example 3 x 3 stencil when every shift is within one pixel,
+otherwise each translation again a pair of per-example matrices.
 
 References: Jaderberg et al., "Spatial Transformer Networks", NeurIPS 2015
 (bilinear sampling); Grinchuk, Lebedev & Lempitsky, "Learnable Visual Markers",
@@ -109,10 +110,14 @@ def motion_blur(images: jax.Array, length, angle, *, num_taps: int = 9) -> jax.A
     t evenly spaced over [-length / 2, length / 2]: a box kernel along the
     segment, rasterised by bilinear interpolation and differentiable in the
     image and in length/angle. Use taps spaced <= 1 px apart
-    (num_taps >= length + 1) to avoid ghosting. Each translation is separable,
-    so the blur is batched matrix products rather than gathers (measured on
-    the 2-core CPU, 64 images of 64 x 64, 9 taps: ~3.5x faster forward and
-    ~5x faster forward + backward than 9 `sampler.bilinear_sample` calls).
+    (num_taps >= length + 1) to avoid ghosting.
+
+    When every shift in the batch is within one pixel (lengths <= 2 px, the
+    renderer's training range) the blur is a per-example 3 x 3 stencil over
+    the edge-padded image (`_stencil_motion_blur`); otherwise each translation
+    is a pair of per-example matrices (`_matrix_motion_blur`). Both give the
+    same values and gradients; the stencil is ~5x faster forward + backward
+    (16 x 64^2 and 32 x 48^2 images, 5 taps, 2-core Xeon: ~2 vs ~9.5 ms).
 
     Args:
       images: [B, H, W, C] in [0, 1].
@@ -126,17 +131,53 @@ def motion_blur(images: jax.Array, length, angle, *, num_taps: int = 9) -> jax.A
     _common.check_images(images)
     if num_taps < 2:
         raise ValueError(f"num_taps must be >= 2, got {num_taps}.")
-    batch, height, width, _ = images.shape
+    batch = images.shape[0]
     length = _common.per_example(length, batch, name="length")
     angle = _common.per_example(angle, batch, name="angle")
     offsets = length[:, None] * jnp.linspace(-0.5, 0.5, num_taps)  # [B, T]
-    cols = shift_matrix(offsets * jnp.cos(angle)[:, None], width)  # [B, T, W, W]
-    rows = shift_matrix(offsets * jnp.sin(angle)[:, None], height)  # [B, T, H, H]
+    shift_x, shift_y = offsets * jnp.cos(angle)[:, None], offsets * jnp.sin(angle)[:, None]
+    within_a_pixel = jnp.max(jnp.abs(jnp.stack([shift_x, shift_y]))) <= 1.0
+    blurred = jax.lax.cond(
+        within_a_pixel, _stencil_motion_blur, _matrix_motion_blur, images, shift_x, shift_y
+    )
+    return jnp.clip(blurred, 0.0, 1.0)
+
+
+def _stencil_motion_blur(images, shift_x, shift_y):
+    """Mean of bilinear translations by (shift_x, shift_y) [B, T], all within one pixel.
+
+    Each translation reads the 3 x 3 neighbourhood with tent weights, so the
+    mean is one per-example 3 x 3 stencil. Edge padding reproduces the
+    replicated border exactly: a sample between a padded pixel and its edge
+    pixel reads two equal values.
+    """
+    height, width = images.shape[1:3]
+    taps = jnp.arange(-1.0, 2.0)  # Neighbour offsets -1, 0, 1.
+    weight_y = _tent(taps - shift_y[..., None])  # [B, T, 3]
+    weight_x = _tent(taps - shift_x[..., None])
+    stencil = jnp.einsum("bty,btx->byx", weight_y, weight_x) / shift_x.shape[1]  # [B, 3, 3]
+    padded = jnp.pad(images, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
+    return sum(
+        stencil[:, i, j, None, None, None] * padded[:, i : i + height, j : j + width]
+        for i in range(3)
+        for j in range(3)
+    )
+
+
+def _matrix_motion_blur(images, shift_x, shift_y):
+    """Mean of bilinear translations by (shift_x, shift_y) [B, T] of any size, as matrix products.
+
+    Measured on the 2-core CPU (64 images of 64 x 64, 9 taps): ~3.5x faster
+    forward and ~5x faster forward + backward than 9 `sampler.bilinear_sample` calls.
+    """
+    height, width = images.shape[1:3]
+    cols = shift_matrix(shift_x, width)  # [B, T, W, W]
+    rows = shift_matrix(shift_y, height)  # [B, T, H, H]
     # Channels-first operands make both products larger GEMMs (~15% faster on CPU).
     planes = jnp.transpose(images, (0, 3, 1, 2))  # [B, C, H, W]
     shifted = jnp.einsum("bchw,btuw->bchtu", planes, cols, precision=_HIGHEST)
-    out = jnp.einsum("btvh,bchtu->bcvu", rows, shifted, precision=_HIGHEST) / num_taps
-    return jnp.clip(jnp.transpose(out, (0, 2, 3, 1)), 0.0, 1.0)
+    out = jnp.einsum("btvh,bchtu->bcvu", rows, shifted, precision=_HIGHEST) / shift_x.shape[1]
+    return jnp.transpose(out, (0, 2, 3, 1))
 
 
 def gaussian_noise(key: jax.Array, images: jax.Array, std) -> jax.Array:

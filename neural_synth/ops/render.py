@@ -12,7 +12,8 @@ Order of operations (applied to the output frame):
      to a random quad inside the frame and composited (anti-aliased edges) on a
      random out_size x out_size crop of the background;
   2. blur: Gaussian (defocus), then motion blur (camera shake);
-  3. colour: brightness, contrast, saturation, hue, gamma (print / lighting);
+  3. colour: brightness, contrast, saturation and hue as one affine colour
+     map (`color.adjust_color`), then gamma (print / lighting);
   4. resample: down to a lower resolution and back up (a smaller sensor image);
   5. noise: additive Gaussian (sensor noise);
   6. JPEG: differentiable approximation with continuous tables.
@@ -297,10 +298,9 @@ def render_with_params(
             images, params["motion_length"], params["motion_angle"], num_taps=cfg.motion_taps
         )
     if cfg.color:
-        images = color.adjust_brightness(images, params["brightness"])
-        images = color.adjust_contrast(images, params["contrast"])
-        images = color.adjust_saturation(images, params["saturation"])
-        images = color.adjust_hue(images, params["hue"])
+        images = color.adjust_color(
+            images, params["brightness"], params["contrast"], params["saturation"], params["hue"]
+        )
         images = color.adjust_gamma(images, params["gamma"])
     if cfg.resample:
         images = filters.downsample_upsample(images, params["resample_scale"])

@@ -128,6 +128,42 @@ def test_hue_rotation_keeps_luma_and_full_turn_is_identity():
     np.testing.assert_allclose(matrix, _np_hue(np.eye(3), 0.8).T, atol=1e-5)
 
 
+def _np_color_chain(x, delta, contrast, saturation, angle):
+    """NumPy: brightness, contrast, saturation, hue in turn, unclipped, then one clip."""
+    x = _np_hue(_np_saturation(_np_contrast(x + delta, contrast), saturation), angle)
+    return np.clip(x, 0.0, 1.0)
+
+
+def test_adjust_color_is_the_chain_clipped_once():
+    rng = np.random.default_rng(3)
+    images = rng.uniform(0.0, 1.0, size=(3, 8, 8, 3)).astype(np.float32)  # Saturates.
+    params = [(0.08, 1.3, 0.7, 0.3), (-0.1, 0.8, 1.25, -0.2), (0.0, 1.0, 1.0, 0.0)]
+    params_t = tuple(jnp.array(p, jnp.float32) for p in zip(*params, strict=True))
+    delta, contrast, saturation, angle = params_t
+
+    @jax.jit
+    def run(images, mid):
+        chain = color.adjust_hue(
+            color.adjust_saturation(
+                color.adjust_contrast(color.adjust_brightness(mid, delta), contrast), saturation
+            ),
+            angle,
+        )
+        both = color.adjust_color(
+            jnp.concatenate([images, mid]), *(jnp.tile(v, 2) for v in params_t)
+        )
+        return both[:3], both[3:], chain
+
+    mid = 0.4 + 0.2 * images  # Nothing leaves [0, 1]: equal to the clipped chain.
+    out, out_mid, chain = run(images, mid)
+    for b, p in enumerate(params):
+        np.testing.assert_allclose(out[b], _np_color_chain(images[b], *p), atol=2e-6)
+    np.testing.assert_allclose(out_mid, chain, atol=2e-6)
+    np.testing.assert_array_equal(out[2], images[2])  # Neutral values: exactly the identity.
+    grad = jax.grad(lambda x: jnp.sum(color.adjust_color(x, *params_t) ** 2))(images)
+    np.testing.assert_allclose(grad[2], 2 * images[2], atol=1e-6)
+
+
 def test_bad_inputs_raise():
     with pytest.raises(ValueError, match="channels"):
         color.adjust_brightness(jnp.zeros((1, 4, 4, 1)), 0.1)

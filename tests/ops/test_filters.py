@@ -59,11 +59,13 @@ def test_motion_blur_integer_taps_is_a_box_filter():
     np.testing.assert_allclose(fn(images, 0.0, 0.7), images, atol=1e-6)
 
 
-def test_motion_blur_equals_mean_of_bilinear_samples():
-    # Fractional offsets in an arbitrary direction: the separable translations
-    # must equal 2-D clamped bilinear sampling at the shifted positions.
+@pytest.mark.parametrize("lengths", [(3.3, 1.7), (1.9, 0.6)], ids=["matrices", "stencil"])
+def test_motion_blur_equals_mean_of_bilinear_samples(lengths):
+    # Fractional offsets in an arbitrary direction: the blur must equal 2-D
+    # clamped bilinear sampling at the shifted positions, both when a shift
+    # exceeds one pixel (matrix products) and when none does (3 x 3 stencil).
     images = _images()
-    length, angle = np.array([3.3, 1.7], np.float32), np.array([0.4, 2.5], np.float32)
+    length, angle = np.array(lengths, np.float32), np.array([0.4, 2.5], np.float32)
 
     @jax.jit
     def run(images):
@@ -78,6 +80,30 @@ def test_motion_blur_equals_mean_of_bilinear_samples():
 
     blurred, reference = run(images)
     np.testing.assert_allclose(blurred, reference, atol=1e-5)
+
+
+def test_motion_blur_stencil_and_matrices_agree_in_values_and_gradients():
+    images = _images(3)
+    # Shifts within one pixel and away from the tent's kinks (0, +-1), where
+    # the two forms may pick different subgradients.
+    shift = np.linspace(-0.5, 0.5, 4)[None] * np.array([[0.3], [1.4], [2.0]])
+    shift_x, shift_y = (jnp.asarray(shift * f, jnp.float32) for f in (np.cos(0.7), np.sin(0.7)))
+    weights = _images(3, seed=1)
+
+    def loss(fn, x, sx, sy):
+        return jnp.sum(fn(x, sx, sy) * weights)
+
+    @jax.jit
+    def run(images, sx, sy):
+        return [
+            (fn(images, sx, sy), jax.grad(loss, argnums=(1, 2, 3))(fn, images, sx, sy))
+            for fn in (filters._stencil_motion_blur, filters._matrix_motion_blur)
+        ]
+
+    (stencil, stencil_grads), (matrices, matrix_grads) = run(images, shift_x, shift_y)
+    np.testing.assert_allclose(stencil, matrices, atol=1e-6)
+    for a, b in zip(stencil_grads, matrix_grads, strict=True):
+        np.testing.assert_allclose(a, b, atol=2e-5)
 
 
 def test_noise_identity_at_zero_and_per_example_std():
