@@ -100,7 +100,7 @@ def _conv_block(x: jax.Array, channels: int, stride: int, *, norm: bool) -> jax.
     """
     x = _conv(channels, stride, use_bias=not norm)(x)
     if norm:
-        x = nn.GroupNorm(num_groups=math.gcd(8, channels))(x)
+        x = layers.GroupNorm(num_groups=math.gcd(8, channels))(x)
     return nn.relu(x)
 
 

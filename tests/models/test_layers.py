@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import linen as nn
 
 from neural_synth.models import layers
 
@@ -74,6 +75,40 @@ def test_batch_stat_norm_uses_batch_statistics_and_matches_numpy():
     mean, var = xn.mean((0, 1, 2)), xn.var((0, 1, 2))
     want = (xn - mean) / np.sqrt(var + 1e-5) * np.asarray(scale) + np.asarray(bias)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("shape, groups", [((3, 6, 5, 16), 8), ((2, 4, 4, 12), 4), ((2, 7, 24), 8)])
+def test_group_norm_matches_flax_values_gradients_and_parameters(shape, groups):
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.normal(0.4, 1.5, size=shape), jnp.float32)
+    weights = jnp.asarray(rng.normal(size=shape), jnp.float32)
+    ours, theirs = layers.GroupNorm(num_groups=groups), nn.GroupNorm(num_groups=groups)
+    params = ours.init(jax.random.key(0), x)
+    assert jax.tree.map(jnp.shape, params) == jax.tree.map(
+        jnp.shape, theirs.init(jax.random.key(0), x)
+    )
+    c = shape[-1]
+    params = {"params": {"scale": jnp.linspace(0.5, 1.5, c), "bias": jnp.linspace(-0.2, 0.3, c)}}
+
+    def loss(module, params, x):
+        return jnp.sum(module.apply(params, x) * weights)
+
+    @jax.jit
+    def run(params, x):
+        return [
+            (m.apply(params, x), jax.grad(loss, argnums=(1, 2))(m, params, x))
+            for m in (ours, theirs)
+        ]
+
+    (y, grads), (y_ref, grads_ref) = run(params, x)
+    np.testing.assert_allclose(y, y_ref, atol=1e-5)
+    for g, g_ref in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_ref), strict=True):
+        np.testing.assert_allclose(g, g_ref, atol=1e-4 * float(np.abs(g_ref).max()))
+
+
+def test_group_norm_rejects_indivisible_channels():
+    with pytest.raises(ValueError, match="groups"):
+        layers.GroupNorm(num_groups=4).init(jax.random.key(0), jnp.zeros((1, 4, 4, 6)))
 
 
 def test_norm_layer_by_name():
