@@ -34,11 +34,12 @@ def _check_rgb(images: jax.Array) -> None:
         raise ValueError(f"expected RGB values [..., 3], got shape {tuple(images.shape)}.")
 
 
-def _mix(images: jax.Array, matrix) -> jax.Array:
+def mix_channels(images: jax.Array, matrix) -> jax.Array:
     """out[..., i] = sum_j matrix[i, j] * images[..., j]; matrix [3, 3] or per-example [B, 3, 3].
 
     Written as multiply-adds of the three channels: XLA:CPU runs a 3-wide
-    contraction as a matrix product ~2-3x slower than this elementwise form.
+    contraction as a matrix product, 5-9x slower forward + backward than this
+    elementwise form (32 x 48^2 to 512^2 images, 2-core Xeon).
     """
     matrix = jnp.asarray(matrix, jnp.float32)
     if matrix.ndim == 3:  # Per example: broadcast over [B, H, W].
@@ -52,13 +53,13 @@ def _mix(images: jax.Array, matrix) -> jax.Array:
 def rgb_to_yiq(images: jax.Array) -> jax.Array:
     """[..., 3] RGB -> [..., 3] YIQ (Y in [0, 1], I in ~[-0.6, 0.6], Q in ~[-0.52, 0.52])."""
     _check_rgb(images)
-    return _mix(images, RGB_TO_YIQ)
+    return mix_channels(images, RGB_TO_YIQ)
 
 
 def yiq_to_rgb(images: jax.Array) -> jax.Array:
     """[..., 3] YIQ -> [..., 3] RGB, the inverse of `rgb_to_yiq` (no clipping)."""
     _check_rgb(images)
-    return _mix(images, YIQ_TO_RGB)
+    return mix_channels(images, YIQ_TO_RGB)
 
 
 def luminance(images: jax.Array) -> jax.Array:
@@ -128,7 +129,7 @@ def adjust_hue(images: jax.Array, angle) -> jax.Array:
     M - I = YIQ_TO_RGB @ (R - I) @ RGB_TO_YIQ, so angle 0 is exact.
     """
     angle = _prepare(images, angle, "angle")[:, 0, 0, 0]
-    return _clip01(images + _mix(images, _hue_change(angle)))
+    return _clip01(images + mix_channels(images, _hue_change(angle)))
 
 
 def _hue_change(angle: jax.Array) -> jax.Array:
@@ -179,7 +180,7 @@ def adjust_color(images: jax.Array, brightness=0.0, contrast=1.0, saturation=1.0
     matrix = c[:, None, None] * jnp.matmul(rotate, saturate, precision=_HIGHEST)
     mean = jnp.mean(luminance(images), axis=(1, 2, 3))  # [B]
     offset = (delta + (1.0 - c) * mean).reshape(batch, 1, 1, 1)
-    return _clip01(_mix(images, matrix) + offset)
+    return _clip01(mix_channels(images, matrix) + offset)
 
 
 def adjust_gamma(images: jax.Array, gamma) -> jax.Array:

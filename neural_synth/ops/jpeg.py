@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from neural_synth.ops import _common
+from neural_synth.ops import _common, color
 
 _HIGHEST = jax.lax.Precision.HIGHEST
 ROUNDINGS = ("cubic", "straight_through", "round")
@@ -70,14 +70,12 @@ def dct_matrix(size: int = 8) -> np.ndarray:
 
 def rgb_to_ycbcr(images: jax.Array) -> jax.Array:
     """[..., 3] RGB in [0, 1] -> JFIF YCbCr in [0, 1] (Cb, Cr centred at 0.5)."""
-    matrix = jnp.asarray(RGB_TO_YCBCR, jnp.float32)
-    return jnp.einsum("...j,ij->...i", images, matrix, precision=_HIGHEST) + _CHROMA_OFFSET
+    return color.mix_channels(images, RGB_TO_YCBCR) + _CHROMA_OFFSET
 
 
 def ycbcr_to_rgb(images: jax.Array) -> jax.Array:
     """Inverse of `rgb_to_ycbcr` (no clipping)."""
-    matrix = jnp.asarray(YCBCR_TO_RGB, jnp.float32)
-    return jnp.einsum("...j,ij->...i", images - _CHROMA_OFFSET, matrix, precision=_HIGHEST)
+    return color.mix_channels(images - _CHROMA_OFFSET, YCBCR_TO_RGB)
 
 
 def block_dct(planes: jax.Array) -> jax.Array:
