@@ -186,10 +186,13 @@ def test_padded_conv_takes_the_space_to_depth_path_with_unchanged_parameters():
 
 
 @pytest.mark.parametrize("mode", ["reflect", "circular", "zero"])
-@pytest.mark.parametrize("hw", [(1, 1), (5, 7), (12, 9)])
-def test_upsample_conv_values_and_gradients_match_upsample_pad_and_valid_conv(mode, hw):
-    """The four-phase form equals a 3x3 VALID conv of the padded 2x nearest upsampling."""
-    x, kernel = _x((2, *hw, 3)), _x((3, 3, 3, 4), seed=1)
+@pytest.mark.parametrize("hw, channels", [((1, 1), 3), ((5, 7), 3), ((12, 9), 3), ((16, 16), 8)])
+def test_upsample_conv_values_and_gradients_match_upsample_pad_and_valid_conv(mode, hw, channels):
+    """The four-phase form equals a 3x3 VALID conv of the padded 2x nearest upsampling.
+
+    16 x 16 with 8 channels takes the engine's tap-by-tap kernel gradient.
+    """
+    x, kernel = _x((2, *hw, channels)), _x((3, 3, channels, 4), seed=1)
     np_mode = {"reflect": "reflect", "circular": "wrap", "zero": "constant"}[mode]
 
     def reference(x, kernel):
