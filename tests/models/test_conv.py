@@ -166,7 +166,13 @@ def test_padded_conv_equals_explicit_pad_and_valid_conv(mode, k, s, hw):
 
 @pytest.mark.parametrize(
     ("k", "block", "channels", "features", "hw"),
-    [(9, 2, 3, 8, (12, 10)), (9, 4, 3, 5, (8, 12)), (7, 2, 2, 4, (6, 8)), (5, 3, 1, 2, (9, 6))],
+    [
+        (9, 2, 3, 8, (12, 10)),
+        (9, 4, 3, 5, (8, 12)),
+        (7, 2, 2, 4, (6, 8)),
+        (5, 3, 1, 2, (9, 6)),
+        (9, 4, 3, 8, (64, 64)),  # Large enough for the engine's tap-by-tap kernel gradient.
+    ],
 )
 def test_space_to_depth_conv_values_and_gradients_match_lax(k, block, channels, features, hw):
     z = _x((2, hw[0] + k - 1, hw[1] + k - 1, channels))
