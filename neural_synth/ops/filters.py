@@ -22,6 +22,7 @@ NeurIPS 2016 (blur, noise and resampling in the rendering network).
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from neural_synth.ops import _common
 
@@ -190,12 +191,24 @@ def gaussian_noise(key: jax.Array, images: jax.Array, std) -> jax.Array:
     """
     _common.check_images(images)
     std = _common.per_example(std, images.shape[0], name="std")[:, None, None, None]
-    # Drawn as [B, H*W*C]: XLA:CPU compiles a 4-D threefry draw ~5x slower than a
-    # 2-D one, and the leading batch axis still shards with the data.
+    # Drawn as [B, H*W*C]: XLA:CPU compiles a 4-D draw ~5x slower than a 2-D
+    # one, and the leading batch axis still shards with the data.
     batch = images.shape[0]
-    noise = jax.random.normal(key, (batch, images.size // batch), images.dtype)
-    noise = noise.reshape(images.shape)
+    noise = _normal_16bit(key, batch, images.size // batch).reshape(images.shape)
     return jnp.clip(images + std * noise, 0.0, 1.0)
+
+
+def _normal_16bit(key: jax.Array, batch: int, size: int) -> jax.Array:
+    """[batch, size] standard normals from 16-bit uniforms, two per 32 random bits.
+
+    The inverse normal CDF of (k + 1/2) / 2^16: 65536 levels reaching +-4.3
+    sigma, from half the random bits `jax.random.normal` draws, which XLA:CPU
+    generates slowly (renderer noise on 16 x 64^2 x 3, fwd + bwd 8.3 -> 4.0 ms).
+    """
+    bits = jax.random.bits(key, (batch, (size + 1) // 2), jnp.uint32)
+    halves = jnp.stack([bits >> 16, bits & 0xFFFF], axis=-1).reshape(batch, -1)[:, :size]
+    uniform = (halves.astype(jnp.float32) + 0.5) * (2.0 / 65536) - 1.0  # In (-1, 1).
+    return np.sqrt(2.0).astype(np.float32) * jax.lax.erf_inv(uniform)
 
 
 def _tent(x: jax.Array) -> jax.Array:

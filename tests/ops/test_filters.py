@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import scipy.stats
 
 from neural_synth.ops import filters, sampler
 
@@ -114,6 +115,17 @@ def test_noise_identity_at_zero_and_per_example_std():
     assert abs(out[1].std() - 0.1) < 0.01 and abs(out[1].mean() - 0.5) < 0.01
     other = np.asarray(fn(jax.random.key(1), images, 0.1))
     assert not np.allclose(other[1], out[1])
+
+
+def test_noise_normals_are_standard_normal_and_independent():
+    z = np.asarray(
+        jax.jit(filters._normal_16bit, static_argnums=(1, 2))(jax.random.key(4), 3, 20001)
+    )
+    assert z.shape == (3, 20001)  # Odd: the last draw's second half is unused.
+    assert scipy.stats.kstest(z.ravel(), "norm").pvalue > 1e-3
+    assert abs(np.mean(z)) < 0.02 and abs(np.std(z) - 1.0) < 0.02
+    pairs = z[:, :20000].reshape(-1, 2)  # The two halves of each 32-bit draw.
+    assert abs(np.corrcoef(pairs[:, 0], pairs[:, 1])[0, 1]) < 0.03
 
 
 def _jax_resize_down_up(image, low):
