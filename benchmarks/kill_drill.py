@@ -179,9 +179,20 @@ def compare(reference: str, drilled: str, num_steps: int) -> dict[str, bool]:
     }
 
 
-def drill(root: str, *, kills: int, num_steps: int, delays: tuple[float, float], seed: int):
-    """Runs the reference and the drill under `root`; returns (kills, checks)."""
-    env = _env(os.path.join(root, "xla_cache"))
+def drill(
+    root: str,
+    *,
+    kills: int,
+    num_steps: int,
+    delays: tuple[float, float],
+    seed: int,
+    cache_dir: str | None = None,
+):
+    """Runs the reference and the drill under `root`; returns (kills, checks).
+
+    `cache_dir`: the runs' XLA cache (default: a fresh one under `root`).
+    """
+    env = _env(cache_dir or os.path.join(root, "xla_cache"))
     reference, drilled = os.path.join(root, "reference"), os.path.join(root, "drilled")
     done = run_to_end(reference, num_steps, env)
     if done.returncode:

@@ -10,7 +10,12 @@ NUM_STEPS = 30
 
 def test_random_kills_resume_to_the_same_run(tmp_path):
     history, checks = kill_drill.drill(
-        str(tmp_path), kills=2, num_steps=NUM_STEPS, delays=(0.0, 2.0), seed=1
+        str(tmp_path),
+        kills=2,
+        num_steps=NUM_STEPS,
+        delays=(0.0, 2.0),
+        seed=1,
+        cache_dir=os.environ["NEURAL_SYNTH_CACHE_DIR"],  # The suite's: compiled by other tests.
     )
     assert len(history) == 2
     assert all(checks.values()), checks
