@@ -15,7 +15,7 @@ def test_random_kills_resume_to_the_same_run(tmp_path):
         num_steps=NUM_STEPS,
         delays=(0.0, 2.0),
         seed=1,
-        cache_dir=os.environ["NEURAL_SYNTH_CACHE_DIR"],  # The suite's: compiled by other tests.
+        cache_dir=os.environ["NEURAL_SYNTH_CACHE_DIR"],  # The suite's: a rerun skips compiling.
     )
     assert len(history) == 2
     assert all(checks.values()), checks

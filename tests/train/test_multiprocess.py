@@ -48,8 +48,8 @@ def _free_port() -> int:
 def _env(devices: int) -> dict:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", JAX_PLATFORMS="cpu")
     env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
-    # No XLA cache: with it, one process of a pair loaded its programs while the
-    # other compiled, and gloo's connect timed out (30 s) on a warm rerun.
+    # No XLA cache: with the suite's, a warm rerun failed (gloo's connect timed
+    # out after 30 s; probably one process loading while the other compiled).
     env["NEURAL_SYNTH_CACHE_DIR"] = ""
     return env
 
